@@ -1,0 +1,1 @@
+"""The one training loop: configs, optimiser and schedule, checkpoints and averaging, DDP."""

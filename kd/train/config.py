@@ -1,0 +1,40 @@
+"""The training config: one YAML file per experiment, mapped onto these dataclasses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kd.data.datamodule import DataConfig
+from kd.models import ModelConfig
+from kd.train.objective import LossConfig
+from kd.train.optim import OptimConfig
+
+
+@dataclass
+class PathsConfig:
+    train_cuts: str = ""  # CutSet with features (jsonl.gz) to train on
+    valid_cuts: str = ""  # CutSet for the per-epoch validation loss
+    bpe_model: str = ""  # sentencepiece model; its vocabulary size sets the model's output size
+
+
+@dataclass
+class LoopConfig:
+    num_epochs: int = 10
+    seed: int = 42
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # bfloat16 autocast on CUDA (ignored on CPU)
+    log_interval: int = 20  # batches between tensorboard/log lines
+    save_every_n: int = 200  # batches between mid-epoch checkpoints (0: end of epoch only)
+    keep_last_k: int = 2  # mid-epoch checkpoints kept
+    max_batches_per_epoch: int = 0  # stop an epoch early after this many batches (0: no limit)
+    num_threads: int = 0  # torch intra-op threads on CPU (0: leave torch's default)
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: LoopConfig = field(default_factory=LoopConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)

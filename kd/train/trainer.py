@@ -1,0 +1,280 @@
+"""The one training loop, for teachers, students and (later) every KD objective.
+
+Resumes exactly: the newest checkpoint in the experiment directory (end of epoch or mid-epoch) restores the
+model, optimiser, schedule, sampler position and RNG states, so a killed run continues where it stopped and
+never repeats a finished epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from lhotse import CutSet
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from kd.config import ConfigError, save_yaml, to_dict
+from kd.data.datamodule import AsrDataModule
+from kd.data.tokenizer import Tokenizer
+from kd.models import build_model, count_parameters
+from kd.train.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    prune_step_checkpoints,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from kd.train.config import TrainConfig
+from kd.train.distributed import DistInfo, all_reduce_sum, cleanup_distributed, setup_distributed
+from kd.train.objective import BatchLoss, Objective, TransducerObjective
+from kd.train.optim import build_optimizer
+
+ObjectiveFactory = Callable[[TrainConfig, Tokenizer], Objective]
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        name = f"cuda:{local_rank}"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name} but CUDA is not available; use train.device=cpu")
+    return torch.device(name)
+
+
+def load_labelled_cuts(path: str, what: str) -> CutSet:
+    """Reads a CutSet and keeps the cuts that carry a transcript, saying how many were left out."""
+    if not path:
+        raise ConfigError(f"paths.{what} is empty: give the CutSet to use (e.g. data/synth/fbank/...)")
+    if not Path(path).is_file():
+        raise ConfigError(f"paths.{what}: {path} not found; run the data stages of run.sh first")
+    cuts = CutSet.from_file(path)
+    labelled = cuts.filter(lambda c: bool(c.supervisions) and bool(c.supervisions[0].text)).to_eager()
+    dropped = len(cuts) - len(labelled)
+    if dropped:
+        logging.warning("%s: %d of %d cuts have no transcript and are not used here", path, dropped, len(cuts))
+    if len(labelled) == 0:
+        raise ConfigError(f"paths.{what}: {path} has no labelled cuts")
+    return labelled
+
+
+class Trainer:
+    """Trains ``config.model`` with ``objective`` into ``exp_dir``."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        exp_dir: Path,
+        objective_factory: ObjectiveFactory | None = None,
+    ) -> None:
+        self.config = config
+        self.exp_dir = Path(exp_dir)
+        self.dist: DistInfo = setup_distributed(resolve_device(config.train.device))
+        self.device = resolve_device(config.train.device, self.dist.local_rank)
+        if self.device.type == "cpu" and config.train.num_threads > 0:
+            torch.set_num_threads(config.train.num_threads)
+        torch.manual_seed(config.train.seed + self.dist.rank)
+
+        self.tokenizer = Tokenizer(config.paths.bpe_model)
+        self.model = build_model(config.model, vocab_size=self.tokenizer.vocab_size).to(self.device)
+        self.optimizer, self.scheduler = build_optimizer(self.model, config.optim)
+        factory = objective_factory or (lambda cfg, tok: TransducerObjective(cfg.loss, tok))
+        self.objective = factory(config, self.tokenizer)
+        self.data = AsrDataModule(config.data)
+        self.epoch = 1  # the epoch being trained (1-based)
+        self.global_step = 0
+        self.sampler_state: dict[str, Any] | None = None
+        self.skipped_batches = 0
+        self.writer: SummaryWriter | None = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.dist.is_main
+
+    # ---- experiment directory -------------------------------------------------------------------------
+    def _prepare_exp_dir(self) -> None:
+        if not self.is_main:
+            return
+        self.exp_dir.mkdir(parents=True, exist_ok=True)
+        cfg_path = self.exp_dir / "config.yaml"
+        if cfg_path.is_file():
+            import yaml
+
+            with open(cfg_path) as f:
+                old = yaml.safe_load(f)
+            if old.get("model") != to_dict(self.config)["model"]:
+                raise ConfigError(
+                    f"{cfg_path} holds a different model config than the one given; use another --exp-dir "
+                    "or remove the old experiment"
+                )
+        save_yaml(self.config, cfg_path)
+        self.writer = SummaryWriter(str(self.exp_dir / "tensorboard"))
+        counts = count_parameters(self.model)
+        logging.info("model parameters: %s", ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+
+    def _resume(self) -> None:
+        path = latest_checkpoint(self.exp_dir)
+        if path is None:
+            return
+        state = load_checkpoint(path)
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as e:
+            raise ConfigError(f"{path} does not fit the configured model: {e}") from e
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        self.global_step = state["global_step"]
+        self.skipped_batches = state.get("skipped_batches", 0)
+        if state["epoch_finished"]:
+            self.epoch = state["epoch"] + 1
+        else:
+            self.epoch = state["epoch"]
+            self.sampler_state = state["sampler"]
+        logging.info("resumed from %s: epoch %d, global batch %d", path, self.epoch, self.global_step)
+
+    def _state(self, sampler: Any, epoch_finished: bool) -> dict[str, Any]:
+        return {
+            "model": self._bare_model().state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "sampler": None if epoch_finished else sampler.state_dict(),
+            "rng": rng_state(),
+            "epoch": self.epoch,
+            "epoch_finished": epoch_finished,
+            "global_step": self.global_step,
+            "skipped_batches": self.skipped_batches,
+            "config": to_dict(self.config),
+            "bpe_model": self.config.paths.bpe_model,
+        }
+
+    def _bare_model(self) -> torch.nn.Module:
+        return self.model.module if isinstance(self.model, DistributedDataParallel) else self.model
+
+    # ---- the loop --------------------------------------------------------------------------------------
+    def fit(self) -> None:
+        cfg = self.config.train
+        self._prepare_exp_dir()
+        self._resume()
+        if self.dist.world_size > 1:
+            self.model = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        train_cuts = load_labelled_cuts(self.config.paths.train_cuts, "train_cuts")
+        valid_cuts = load_labelled_cuts(self.config.paths.valid_cuts, "valid_cuts")
+        try:
+            while self.epoch <= cfg.num_epochs:
+                self._train_epoch(train_cuts)
+                self._validate(valid_cuts)
+                self.epoch += 1
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+            cleanup_distributed()
+        if self.skipped_batches:
+            logging.warning("%d batches were skipped for a non-finite loss", self.skipped_batches)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.device.type == "cuda" and self.config.train.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _loss_is_finite(self, loss: BatchLoss) -> bool:
+        finite = torch.tensor([float(math.isfinite(loss.total.item()))], device=self.device)
+        # Every rank must skip the same batches, or DDP's gradient all-reduce would hang.
+        return bool(all_reduce_sum(finite).item() == self.dist.world_size)
+
+    def _train_epoch(self, cuts: CutSet) -> None:
+        cfg = self.config.train
+        self.scheduler.set_epoch(self.epoch - 1)
+        self.model.train()
+        loader = self.data.train_dataloader(
+            cuts,
+            seed=cfg.seed + self.epoch,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+            sampler_state_dict=self.sampler_state,
+        )
+        sampler = loader.sampler
+        self.sampler_state = None
+        totals: dict[str, float] = {}
+        frames = 0
+        start = time.time()
+        bar = tqdm(loader, desc=f"epoch {self.epoch}", disable=not self.is_main, dynamic_ncols=True)
+        for batch_idx, batch in enumerate(bar):
+            if cfg.max_batches_per_epoch and batch_idx >= cfg.max_batches_per_epoch:
+                break
+            with self._autocast():
+                loss = self.objective(self.model, batch, self.global_step)
+            if not self._loss_is_finite(loss):
+                self.skipped_batches += 1
+                logging.warning(
+                    "epoch %d batch %d: non-finite loss %s, batch skipped (%d so far); cuts %s",
+                    self.epoch, batch_idx, loss.terms, self.skipped_batches, batch["cut_ids"][:4],
+                )
+                self.optimizer.zero_grad(set_to_none=True)
+                continue
+            (loss.total / max(loss.num_frames, 1)).backward()
+            grad_norm = self._clip_gradients()
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scheduler.step()
+            self.global_step += 1
+
+            frames += loss.num_frames
+            for k, v in loss.terms.items():
+                totals[k] = totals.get(k, 0.0) + v
+            if self.is_main and self.global_step % cfg.log_interval == 0:
+                per_frame = {k: v / loss.num_frames for k, v in loss.terms.items()}
+                bar.set_postfix({k: f"{v:.3f}" for k, v in per_frame.items()})
+                self._log_scalars("train", per_frame, grad_norm=grad_norm)
+            if cfg.save_every_n and self.global_step % cfg.save_every_n == 0 and self.is_main:
+                save_checkpoint(self.exp_dir / f"checkpoint-{self.global_step}.pt", self._state(sampler, False))
+                prune_step_checkpoints(self.exp_dir, cfg.keep_last_k)
+        elapsed = time.time() - start
+        if self.is_main:
+            summary = {k: v / max(frames, 1) for k, v in totals.items()}
+            logging.info(
+                "epoch %d: %s per frame, %d frames in %.1f s (%.0f frames/s)",
+                self.epoch, {k: round(v, 4) for k, v in summary.items()}, frames, elapsed,
+                frames / max(elapsed, 1e-9),
+            )
+            self._log_scalars("train_epoch", summary, frames_per_second=frames / max(elapsed, 1e-9))
+            save_checkpoint(self.exp_dir / f"epoch-{self.epoch}.pt", self._state(sampler, True))
+
+    def _clip_gradients(self) -> float:
+        clip = self.config.optim.grad_clip
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
+        return float(norm)
+
+    @torch.no_grad()
+    def _validate(self, cuts: CutSet) -> None:
+        self.model.eval()
+        totals = torch.zeros(2, dtype=torch.float64, device=self.device)
+        for batch in self.data.eval_dataloader(cuts):
+            with self._autocast():
+                loss = self.objective(self._bare_model(), batch, self.global_step)
+            if math.isfinite(loss.total.item()):
+                totals += torch.tensor([loss.total.item(), loss.num_frames], device=self.device)
+        self.model.train()
+        if self.is_main:
+            value = (totals[0] / totals[1].clamp(min=1)).item()
+            logging.info("epoch %d: validation loss %.4f per frame", self.epoch, value)
+            self._log_scalars("valid", {"loss": value})
+
+    def _log_scalars(self, tag: str, values: dict[str, float], **extra: float) -> None:
+        if self.writer is None:
+            return
+        for k, v in {**values, **extra}.items():
+            self.writer.add_scalar(f"{tag}/{k}", v, self.global_step)
+        self.writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.global_step)

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# rnnt-kd recipe: data -> teacher -> (targets -> students) -> decode -> results.
+#
+#   ./run.sh                                  # the default recipe on the synthesised corpus
+#   ./run.sh --stage 4 --stop-stage 5         # only train and decode the teacher
+#   ./run.sh --corpus librispeech --librispeech-dir /data/LibriSpeech
+#   ./run.sh --corpus kaldi --kaldi-dirs "data/kaldi/train data/kaldi/dev data/kaldi/test"
+#   ./run.sh --help
+#
+# Each stage logs one line, leaves a .done marker, and is skipped when rerun (training resumes from its
+# last checkpoint instead). --force true reruns finished data stages.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+stage=0                   # first stage to run
+stop_stage=100            # last stage to run
+corpus=synth              # synth | librispeech | kaldi
+size=default              # synthetic corpus size: default | test
+seed=42                   # seed of the synthetic corpus and of training
+nj=2                      # parallel jobs for data stages
+vocab_size=0              # BPE vocabulary size (0: 256 for synth/kaldi, 500 for librispeech)
+librispeech_dir=download/LibriSpeech   # LibriSpeech root (with train-clean-100/ etc.)
+librispeech_parts="train-clean-100 dev-clean dev-other test-clean test-other"   # parts to prepare
+kaldi_dirs=""             # --corpus kaldi: Kaldi data dirs, first is train, then dev, then test sets
+teacher_config=""         # teacher YAML (default egs/<corpus>/conf/teacher.yaml)
+decode_methods="greedy_search modified_beam_search"   # decoding methods
+avg=1                     # checkpoints averaged for decoding
+device=auto               # auto | cpu | cuda
+force=false               # rerun finished data stages
+
+help_message="Usage: ./run.sh [options]   (stages: 0 corpus, 1 manifests, 2 fbank, 3 bpe, 4 train teacher, 5 decode teacher)"
+. utils/parse_options.sh
+
+bash tools/install.sh
+. ./path.sh
+
+log() { echo "$(date '+%F %T') [run.sh] $*"; }
+
+case "$corpus" in
+  synth)
+    corpus_dir=download/synth-$size
+    train_part=train; dev_parts="dev"; test_parts="dev test"; unlabelled_parts="unlabelled"
+    labelled_parts="train dev test" ;;
+  librispeech)
+    corpus_dir=$librispeech_dir
+    read -r train_part dev_parts _ <<< "$librispeech_parts"
+    test_parts=${librispeech_parts#* }; unlabelled_parts=""
+    labelled_parts=$librispeech_parts ;;
+  kaldi)
+    [ -n "$kaldi_dirs" ] || { echo "run.sh: --corpus kaldi needs --kaldi-dirs \"train_dir dev_dir ...\"" >&2; exit 1; }
+    corpus_dir=""
+    labelled_parts=""
+    for d in $kaldi_dirs; do labelled_parts="$labelled_parts $(basename "$d")"; done
+    labelled_parts=${labelled_parts# }
+    read -r train_part dev_parts _ <<< "$labelled_parts"
+    test_parts=${labelled_parts#* }; unlabelled_parts="" ;;
+  *) echo "run.sh: unknown --corpus $corpus (synth | librispeech | kaldi)" >&2; exit 1 ;;
+esac
+[ "$vocab_size" -gt 0 ] || { [ "$corpus" = librispeech ] && vocab_size=500 || vocab_size=256; }
+[ -n "$teacher_config" ] || teacher_config=egs/$corpus/conf/teacher.yaml
+if [ "$corpus" = kaldi ] && [ ! -f "$teacher_config" ]; then teacher_config=egs/synth/conf/teacher.yaml; fi
+
+data=data/$corpus
+exp=exp/$corpus
+all_parts="$labelled_parts $unlabelled_parts"
+lang=$data/lang_bpe_$vocab_size
+mkdir -p "$data" "$exp"
+
+# run_stage N NAME: true when stage N is selected and not already done.
+run_stage() {
+  local n=$1 name=$2
+  [ "$stage" -le "$n" ] && [ "$stop_stage" -ge "$n" ] || return 1
+  if [ -f "$data/.$name.done" ] && ! $force; then
+    log "stage $n ($name): already done ($data/.$name.done), skipping"
+    return 1
+  fi
+  log "stage $n: $name"
+  return 0
+}
+mark_done() { touch "$data/.$1.done"; }
+
+if run_stage 0 corpus; then
+  case "$corpus" in
+    synth) python -m kd.bin.make_synth_corpus --out "$corpus_dir" --size "$size" --seed "$seed" --nj "$nj" ;;
+    librispeech) [ -d "$corpus_dir/${train_part}" ] || bash local/download_librispeech.sh "$(dirname "$corpus_dir")" $librispeech_parts ;;
+    kaldi) for d in $kaldi_dirs; do [ -f "$d/wav.scp" ] || { echo "run.sh: $d/wav.scp not found" >&2; exit 1; }; done ;;
+  esac
+  mark_done corpus
+fi
+
+if run_stage 1 manifests; then
+  case "$corpus" in
+    synth|librispeech)
+      extra=()
+      [ -z "$unlabelled_parts" ] || extra=(--unlabelled-parts $unlabelled_parts)
+      python -m kd.bin.prepare_manifests librispeech --corpus-dir "$corpus_dir" --parts $labelled_parts \
+        "${extra[@]}" --prefix "$corpus" --output-dir "$data/manifests" --nj "$nj" ;;
+    kaldi)
+      for d in $kaldi_dirs; do
+        python -m kd.bin.prepare_manifests kaldi --data-dir "$d" --part "$(basename "$d")" --prefix "$corpus" \
+          --output-dir "$data/manifests"
+      done ;;
+  esac
+  mark_done manifests
+fi
+
+if run_stage 2 fbank; then
+  python -m kd.bin.compute_fbank --manifest-dir "$data/manifests" --prefix "$corpus" --parts $all_parts \
+    --output-dir "$data/fbank" --nj "$nj"
+  python -m kd.bin.validate_manifests --cuts $(for p in $all_parts; do echo "$data/fbank/${corpus}_cuts_$p.jsonl.gz"; done)
+  mark_done fbank
+fi
+
+if run_stage 3 "bpe_$vocab_size"; then
+  python -m kd.bin.train_bpe --cuts "$data/fbank/${corpus}_cuts_${train_part}.jsonl.gz" \
+    --vocab-size "$vocab_size" --output-dir "$lang"
+  mark_done "bpe_$vocab_size"
+fi
+
+# Training stages resume from their own checkpoints, so they carry no .done marker.
+data_overrides=(
+  "paths.train_cuts=$data/fbank/${corpus}_cuts_${train_part}.jsonl.gz"
+  "paths.valid_cuts=$data/fbank/${corpus}_cuts_${dev_parts%% *}.jsonl.gz"
+  "paths.bpe_model=$lang/bpe.model"
+  "train.seed=$seed"
+  "train.device=$device"
+)
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  log "stage 4: train teacher ($teacher_config -> $exp/teacher)"
+  python -m kd.bin.train --config "$teacher_config" --exp-dir "$exp/teacher" "${data_overrides[@]}"
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  log "stage 5: decode teacher ($decode_methods)"
+  python -m kd.bin.decode --exp-dir "$exp/teacher" --avg "$avg" --methods $decode_methods --device "$device" \
+    --cuts $(for p in $test_parts; do echo "$data/fbank/${corpus}_cuts_$p.jsonl.gz"; done)
+  python -m kd.bin.report "$exp" --out "$exp/results.md" --plot "$exp/wer.png"
+fi
+
+log "finished stages $stage..$stop_stage"

@@ -1,0 +1,52 @@
+from dataclasses import dataclass, field
+
+import pytest
+
+from kd.config import ConfigError, from_dict, load_yaml, save_yaml, to_dict
+
+
+@dataclass
+class Inner:
+    size: int = 4
+    rate: float = 0.5
+    kind: str = "a"
+
+
+@dataclass
+class Outer:
+    inner: Inner = field(default_factory=Inner)
+    names: list[str] = field(default_factory=list)
+    pair: tuple[float, float] = (0.9, 0.98)
+    flag: bool = False
+    maybe: int | None = None
+
+
+def test_nested_and_types():
+    cfg = from_dict(Outer, {"inner": {"size": 8, "rate": 1}, "names": ["x"], "pair": [0.1, 0.2], "maybe": 3})
+    assert cfg.inner.size == 8 and cfg.inner.rate == 1.0 and isinstance(cfg.inner.rate, float)
+    assert cfg.pair == (0.1, 0.2) and cfg.maybe == 3 and cfg.inner.kind == "a"
+
+
+def test_unknown_key_names_the_path():
+    with pytest.raises(ConfigError, match=r"config\.inner.*unknown key\(s\) \['sise'\]"):
+        from_dict(Outer, {"inner": {"sise": 3}})
+
+
+@pytest.mark.parametrize(
+    "data", [{"flag": "yes"}, {"inner": {"size": 2.5}}, {"inner": {"size": True}}, {"names": "abc"}]
+)
+def test_wrong_types_are_errors(data):
+    with pytest.raises(ConfigError):
+        from_dict(Outer, data)
+
+
+def test_yaml_round_trip_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    save_yaml(Outer(inner=Inner(size=16)), path)
+    cfg = load_yaml(Outer, path, ["inner.kind=b", "flag=true", "pair=[0.5, 0.6]"])
+    assert cfg.inner.size == 16 and cfg.inner.kind == "b" and cfg.flag and cfg.pair == (0.5, 0.6)
+    assert to_dict(cfg)["pair"] == [0.5, 0.6]
+    with pytest.raises(ConfigError, match="key.sub=value"):
+        load_yaml(Outer, path, ["flag"])
+    with pytest.raises(ConfigError, match="not found"):
+        load_yaml(Outer, tmp_path / "missing.yaml")
