@@ -1,0 +1,19 @@
+"""Shared plumbing of the data-stage command-line tools: logging, and bad input as a one-line error."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+from kd.data.errors import DataError
+
+
+def run_main(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
+    """Runs ``main(argv)``; a :class:`DataError` is printed as ``error: ...`` and exits with status 1."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s [%(name)s] %(message)s", level=logging.INFO)
+    try:
+        main(argv)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
