@@ -1,0 +1,87 @@
+"""Model size presets: teacher and student for the synthetic corpus and for LibriSpeech.
+
+Each preset is a :class:`ModelConfig`; ``kd.config.to_dict(preset(name))`` gives the YAML form. The
+parameter counts in the comments are for a 500-token vocabulary (``count_parameters``; they change with the
+vocabulary through the embedding, the joiner output and the simple projections).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from kd.models.config import DecoderConfig, EncoderConfig, ModelConfig
+
+
+def synth_teacher() -> ModelConfig:
+    """Synthetic-corpus teacher, ~6 M parameters: small enough to train on 2 CPU cores in minutes."""
+    return ModelConfig(
+        encoder=EncoderConfig(
+            subsampling_channels=64, num_layers=6, d_model=192, num_heads=4, ffn_dim=768, conv_kernel=15
+        ),
+        decoder=DecoderConfig(type="stateless", dim=256, context_size=2),
+        joiner_dim=256,
+    )
+
+
+def synth_student(causal: bool = False) -> ModelConfig:
+    """Synthetic-corpus student, ~1.9 M parameters; ``causal``: a streaming student (640 ms chunks)."""
+    return ModelConfig(
+        encoder=EncoderConfig(
+            subsampling_channels=32,
+            num_layers=4,
+            d_model=128,
+            num_heads=4,
+            ffn_dim=512,
+            conv_kernel=15,
+            causal=causal,
+            chunk_size=16 if causal else -1,
+            left_context_frames=64 if causal else -1,
+        ),
+        decoder=DecoderConfig(type="stateless", dim=128, context_size=2),
+        joiner_dim=128,
+    )
+
+
+def librispeech_teacher() -> ModelConfig:
+    """LibriSpeech teacher, ~80 M parameters (icefall's 12-layer 512-dim Conformer transducer)."""
+    return ModelConfig(
+        encoder=EncoderConfig(
+            subsampling_channels=512, num_layers=12, d_model=512, num_heads=8, ffn_dim=2048, conv_kernel=31
+        ),
+        decoder=DecoderConfig(type="stateless", dim=512, context_size=2),
+        joiner_dim=512,
+    )
+
+
+def librispeech_student(causal: bool = False) -> ModelConfig:
+    """LibriSpeech student, ~9 M parameters (Conformer-S-like); ``causal``: streaming (640 ms chunks)."""
+    return ModelConfig(
+        encoder=EncoderConfig(
+            subsampling_channels=144,
+            num_layers=16,
+            d_model=144,
+            num_heads=4,
+            ffn_dim=576,
+            conv_kernel=31,
+            causal=causal,
+            chunk_size=16 if causal else -1,
+            left_context_frames=64 if causal else -1,
+        ),
+        decoder=DecoderConfig(type="stateless", dim=320, context_size=2),
+        joiner_dim=320,
+    )
+
+
+PRESETS: dict[str, Callable[..., ModelConfig]] = {
+    "synth_teacher": synth_teacher,
+    "synth_student": synth_student,
+    "librispeech_teacher": librispeech_teacher,
+    "librispeech_student": librispeech_student,
+}
+
+
+def preset(name: str, **kwargs: bool) -> ModelConfig:
+    """The preset called ``name`` (one of PRESETS); kwargs such as causal=True go to the preset function."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name](**kwargs)

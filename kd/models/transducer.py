@@ -1,0 +1,177 @@
+"""The transducer: encoder + decoder + joiner, trained with icefall's pruned RNN-T loss."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kd import losses
+
+
+@dataclass
+class TransducerOutput:
+    """What one forward gives the training loop and the KD losses.
+
+    Attributes:
+        simple_loss: the smoothed simple-joiner loss over the full lattice; scalar, or (B,) for
+            reduction="none".
+        pruned_loss: the real joiner's loss inside the prune ranges; same shape as simple_loss.
+        encoder_out: (B, T, D_enc).
+        encoder_out_lens: (B,) int64.
+        decoder_out: (B, U+1, D_dec).
+        ranges: (B, T, S) int64, the u values of the pruned lattice at each frame.
+        logits: (B, T, S, V) joiner logits on the pruned lattice nodes (t, ranges[b, t, s]).
+        boundary: (B, 4) int64 rows [0, 0, U_b, T_b] (k2's convention).
+        symbols: (B, U) int64 labels, padded with blank.
+    """
+
+    simple_loss: torch.Tensor
+    pruned_loss: torch.Tensor
+    encoder_out: torch.Tensor
+    encoder_out_lens: torch.Tensor
+    decoder_out: torch.Tensor
+    ranges: torch.Tensor
+    logits: torch.Tensor
+    boundary: torch.Tensor
+    symbols: torch.Tensor
+
+
+class Transducer(nn.Module):
+    """RNN-T: ``encoder`` (B, T, F) -> (B, T', D_enc); ``decoder`` labels -> (B, U+1, D_dec); ``joiner``.
+
+    ``simple_am_proj`` / ``simple_lm_proj`` are the "simple" joiner of the pruned loss (am + lm, no tanh),
+    whose full-lattice loss gives the prune ranges.
+    """
+
+    def __init__(
+        self, encoder: nn.Module, decoder: nn.Module, joiner: nn.Module, vocab_size: int, blank_id: int = 0
+    ) -> None:
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.blank_id = blank_id
+        # The joiner is registered before the decoder: a tensor they share (tied decoder) is then counted
+        # as the joiner's by count_parameters.
+        self.encoder = encoder
+        self.joiner = joiner
+        self.decoder = decoder
+        self.simple_am_proj = nn.Linear(encoder.output_dim, vocab_size)
+        self.simple_lm_proj = nn.Linear(decoder.output_dim, vocab_size)
+
+    def labels_to_symbols(
+        self, y: list[list[int]], device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token-id lists -> symbols (B, U) padded with blank, and y_lens (B,) int64.
+
+        Raises:
+            ValueError: a label is the blank or outside the vocabulary (tokenizer and model do not match).
+        """
+        y_lens = torch.tensor([len(seq) for seq in y], dtype=torch.int64)
+        symbols = torch.full((len(y), max(map(len, y), default=0)), self.blank_id, dtype=torch.int64)
+        for i, seq in enumerate(y):
+            symbols[i, : len(seq)] = torch.as_tensor(seq, dtype=torch.int64)
+        valid = torch.arange(symbols.size(1))[None, :] < y_lens[:, None]
+        labels = symbols[valid]
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.vocab_size):
+            raise ValueError(
+                f"label ids span [{int(labels.min())}, {int(labels.max())}] but the model's vocabulary is "
+                f"[0, {self.vocab_size}): the tokenizer does not match the model (check bpe_model and the "
+                "checkpoint)"
+            )
+        if bool((labels == self.blank_id).any()):
+            raise ValueError(f"a transcript contains the blank id {self.blank_id}; labels must be non-blank")
+        return symbols.to(device), y_lens.to(device)
+
+    def pruned_logits(
+        self, encoder_out: torch.Tensor, decoder_out: torch.Tensor, ranges: torch.Tensor
+    ) -> torch.Tensor:
+        """The joiner on the pruned lattice.
+
+        (B, T, D_enc), (B, U+1, D_dec), ranges (B, T, S) -> logits (B, T, S, V).
+        """
+        am, lm = losses.do_rnnt_pruning(
+            am=self.joiner.encoder_proj(encoder_out), lm=self.joiner.decoder_proj(decoder_out), ranges=ranges
+        )
+        return self.joiner(am, lm, project_input=False)
+
+    def full_logits(self, encoder_out: torch.Tensor, decoder_out: torch.Tensor) -> torch.Tensor:
+        """The joiner on every lattice node: (B, T, D_enc), (B, U+1, D_dec) -> (B, T, U+1, V)."""
+        am = self.joiner.encoder_proj(encoder_out).unsqueeze(2)
+        lm = self.joiner.decoder_proj(decoder_out).unsqueeze(1)
+        return self.joiner(am, lm, project_input=False)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        x_lens: torch.Tensor,
+        y: list[list[int]],
+        prune_range: int = 5,
+        am_scale: float = 0.0,
+        lm_scale: float = 0.25,
+        rnnt_type: str = "regular",
+        reduction: str = "sum",
+    ) -> TransducerOutput:
+        """icefall's pruned RNN-T forward.
+
+        Args:
+            x: (B, T, F) features. x_lens: (B,) int64 valid frames.
+            y: B lists of token ids (no blanks).
+            prune_range: s_range, the u values kept per frame.
+            am_scale, lm_scale: smoothing of the simple loss towards the encoder-only / decoder-only terms.
+            rnnt_type: "regular" | "modified" | "constrained" (k2's lattice topologies).
+            reduction: "sum" | "mean" | "none".
+        """
+        if len(y) != x.size(0):
+            raise ValueError(f"{len(y)} transcripts for a batch of {x.size(0)} utterances")
+        encoder_out, encoder_out_lens = self.encoder(x, x_lens)
+        if bool((encoder_out_lens < 1).any()):
+            raise ValueError(
+                "an utterance has fewer than 7 feature frames (no encoder output); drop such utterances "
+                "in data preparation"
+            )
+        symbols, y_lens = self.labels_to_symbols(y, x.device)
+        decoder_out = self.decoder(F.pad(symbols, (1, 0), value=self.blank_id), y_lens + 1)
+        boundary = torch.zeros(x.size(0), 4, dtype=torch.int64, device=x.device)
+        boundary[:, 2] = y_lens
+        boundary[:, 3] = encoder_out_lens
+        # The lattice recursions run in float32 even under autocast: their log-sum-exps lose too much in bf16.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            simple_loss, (px_grad, py_grad) = losses.rnnt_loss_smoothed(
+                lm=self.simple_lm_proj(decoder_out).float(),
+                am=self.simple_am_proj(encoder_out).float(),
+                symbols=symbols,
+                termination_symbol=self.blank_id,
+                lm_only_scale=lm_scale,
+                am_only_scale=am_scale,
+                boundary=boundary,
+                rnnt_type=rnnt_type,
+                reduction=reduction,
+                return_grad=True,
+            )
+        ranges = losses.get_rnnt_prune_ranges(
+            px_grad=px_grad, py_grad=py_grad, boundary=boundary, s_range=prune_range
+        )
+        logits = self.pruned_logits(encoder_out, decoder_out, ranges)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            pruned_loss = losses.rnnt_loss_pruned(
+                logits=logits.float(),
+                symbols=symbols,
+                ranges=ranges,
+                termination_symbol=self.blank_id,
+                boundary=boundary,
+                rnnt_type=rnnt_type,
+                reduction=reduction,
+            )
+        return TransducerOutput(
+            simple_loss=simple_loss,
+            pruned_loss=pruned_loss,
+            encoder_out=encoder_out,
+            encoder_out_lens=encoder_out_lens,
+            decoder_out=decoder_out,
+            ranges=ranges,
+            logits=logits,
+            boundary=boundary,
+            symbols=symbols,
+        )
