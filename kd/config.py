@@ -88,7 +88,7 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     kwargs = {name: _convert(value, hints[name], f"{where}.{name}") for name, value in data.items()}
     try:
         return cls(**kwargs)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:  # includes a ConfigError raised by the dataclass's own checks
         raise ConfigError(f"{where}: {e}") from e
 
 

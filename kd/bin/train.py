@@ -19,9 +19,13 @@ from kd.train.trainer import Trainer
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", type=Path, required=True, help="YAML training config")
-    parser.add_argument("--exp-dir", type=Path, required=True, help="experiment directory (checkpoints, logs)")
+    parser.add_argument(
+        "--exp-dir", type=Path, required=True, help="experiment directory (checkpoints, logs)"
+    )
     parser.add_argument("overrides", nargs="*", help="config overrides: key.sub=value")
     return parser
 

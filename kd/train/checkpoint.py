@@ -32,16 +32,20 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Loads a checkpoint written by :func:`save_checkpoint`, with an error that names the file."""
+def load_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
+    """Loads a checkpoint written by :func:`save_checkpoint`, with an error that names the file.
+
+    ``mmap=True`` maps the tensors instead of reading them, for when only the counters are needed.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", mmap=mmap, weights_only=False)
     except Exception as e:  # torch raises several unrelated types for a truncated or foreign file
         raise CheckpointError(
-            f"cannot read checkpoint {path} ({type(e).__name__}: {e}); delete it to resume from an earlier one"
+            f"cannot read checkpoint {path} ({type(e).__name__}: {e}); "
+            "delete it to resume from an earlier one"
         ) from e
 
 
@@ -69,13 +73,7 @@ def latest_checkpoint(exp_dir: Path) -> Path | None:
     """The checkpoint with the largest global batch count, epoch or mid-epoch, or None."""
     best: tuple[int, Path] | None = None
     for p in [*epoch_checkpoints(exp_dir).values(), *step_checkpoints(exp_dir).values()]:
-        # mmap: reading the counter must not load every checkpoint's tensors into memory.
-        try:
-            step = int(torch.load(p, map_location="cpu", mmap=True, weights_only=False)["global_step"])
-        except Exception as e:
-            raise CheckpointError(
-                f"cannot read checkpoint {p} ({type(e).__name__}: {e}); delete it to resume from an earlier one"
-            ) from e
+        step = int(load_checkpoint(p, mmap=True)["global_step"])
         if best is None or step > best[0]:
             best = (step, p)
     return best[1] if best else None

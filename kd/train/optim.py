@@ -65,9 +65,7 @@ class EdenWarmup(torch.optim.lr_scheduler.LRScheduler):
         super().load_state_dict(state_dict)
 
 
-def build_optimizer(
-    model: torch.nn.Module, config: OptimConfig
-) -> tuple[torch.optim.Optimizer, EdenWarmup]:
+def build_optimizer(model: torch.nn.Module, config: OptimConfig) -> tuple[torch.optim.Optimizer, EdenWarmup]:
     """AdamW without weight decay on biases and norm gains, plus the schedule."""
     decay, no_decay = [], []
     for p in model.parameters():

@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import random
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from lhotse import CutSet
 from torch.nn.parallel import DistributedDataParallel
@@ -51,6 +53,13 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
+def seed_everything(seed: int) -> None:
+    """Seeds every RNG the loop draws from (SpecAugment uses Python's and NumPy's, dropout torch's)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
 def load_labelled_cuts(path: str, what: str) -> CutSet:
     """Reads a CutSet and keeps the cuts that carry a transcript, saying how many were left out."""
     if not path:
@@ -61,7 +70,9 @@ def load_labelled_cuts(path: str, what: str) -> CutSet:
     labelled = cuts.filter(lambda c: bool(c.supervisions) and bool(c.supervisions[0].text)).to_eager()
     dropped = len(cuts) - len(labelled)
     if dropped:
-        logging.warning("%s: %d of %d cuts have no transcript and are not used here", path, dropped, len(cuts))
+        logging.warning(
+            "%s: %d of %d cuts have no transcript and are not used here", path, dropped, len(cuts)
+        )
     if len(labelled) == 0:
         raise ConfigError(f"paths.{what}: {path} has no labelled cuts")
     return labelled
@@ -82,7 +93,7 @@ class Trainer:
         self.device = resolve_device(config.train.device, self.dist.local_rank)
         if self.device.type == "cpu" and config.train.num_threads > 0:
             torch.set_num_threads(config.train.num_threads)
-        torch.manual_seed(config.train.seed + self.dist.rank)
+        seed_everything(config.train.seed + self.dist.rank)
 
         self.tokenizer = Tokenizer(config.paths.bpe_model)
         self.model = build_model(config.model, vocab_size=self.tokenizer.vocab_size).to(self.device)
@@ -93,6 +104,7 @@ class Trainer:
         self.epoch = 1  # the epoch being trained (1-based)
         self.global_step = 0
         self.sampler_state: dict[str, Any] | None = None
+        self.resume_rng: dict[str, Any] | None = None
         self.skipped_batches = 0
         self.writer: SummaryWriter | None = None
 
@@ -132,14 +144,17 @@ class Trainer:
             raise ConfigError(f"{path} does not fit the configured model: {e}") from e
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
         self.global_step = state["global_step"]
         self.skipped_batches = state.get("skipped_batches", 0)
         if state["epoch_finished"]:
             self.epoch = state["epoch"] + 1
+            set_rng_state(state["rng"])
         else:
+            # Mid-epoch the loader's iterator already existed when the state was saved: restore the RNG
+            # after re-creating it (see _train_epoch).
             self.epoch = state["epoch"]
             self.sampler_state = state["sampler"]
+            self.resume_rng = state["rng"]
         logging.info("resumed from %s: epoch %d, global batch %d", path, self.epoch, self.global_step)
 
     def _state(self, sampler: Any, epoch_finished: bool) -> dict[str, Any]:
@@ -209,7 +224,13 @@ class Trainer:
         totals: dict[str, float] = {}
         frames = 0
         start = time.time()
-        bar = tqdm(loader, desc=f"epoch {self.epoch}", disable=not self.is_main, dynamic_ncols=True)
+        batches = iter(loader)
+        if self.resume_rng is not None:
+            # Creating the loader's iterator draws its base seed from the torch RNG, so the saved RNG
+            # state is restored only now, or a resumed run would diverge from an uninterrupted one.
+            set_rng_state(self.resume_rng)
+            self.resume_rng = None
+        bar = tqdm(batches, desc=f"epoch {self.epoch}", disable=not self.is_main, dynamic_ncols=True)
         for batch_idx, batch in enumerate(bar):
             if cfg.max_batches_per_epoch and batch_idx >= cfg.max_batches_per_epoch:
                 break
@@ -219,7 +240,11 @@ class Trainer:
                 self.skipped_batches += 1
                 logging.warning(
                     "epoch %d batch %d: non-finite loss %s, batch skipped (%d so far); cuts %s",
-                    self.epoch, batch_idx, loss.terms, self.skipped_batches, batch["cut_ids"][:4],
+                    self.epoch,
+                    batch_idx,
+                    loss.terms,
+                    self.skipped_batches,
+                    batch["cut_ids"][:4],
                 )
                 self.optimizer.zero_grad(set_to_none=True)
                 continue
@@ -238,14 +263,19 @@ class Trainer:
                 bar.set_postfix({k: f"{v:.3f}" for k, v in per_frame.items()})
                 self._log_scalars("train", per_frame, grad_norm=grad_norm)
             if cfg.save_every_n and self.global_step % cfg.save_every_n == 0 and self.is_main:
-                save_checkpoint(self.exp_dir / f"checkpoint-{self.global_step}.pt", self._state(sampler, False))
+                save_checkpoint(
+                    self.exp_dir / f"checkpoint-{self.global_step}.pt", self._state(sampler, False)
+                )
                 prune_step_checkpoints(self.exp_dir, cfg.keep_last_k)
         elapsed = time.time() - start
         if self.is_main:
             summary = {k: v / max(frames, 1) for k, v in totals.items()}
             logging.info(
                 "epoch %d: %s per frame, %d frames in %.1f s (%.0f frames/s)",
-                self.epoch, {k: round(v, 4) for k, v in summary.items()}, frames, elapsed,
+                self.epoch,
+                {k: round(v, 4) for k, v in summary.items()},
+                frames,
+                elapsed,
                 frames / max(elapsed, 1e-9),
             )
             self._log_scalars("train_epoch", summary, frames_per_second=frames / max(elapsed, 1e-9))
@@ -259,6 +289,12 @@ class Trainer:
 
     @torch.no_grad()
     def _validate(self, cuts: CutSet) -> None:
+        # Validation must not advance the training RNG, or a run resumed from an end-of-epoch checkpoint
+        # (saved before validation) would draw different dropout masks than an uninterrupted one.
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            self._validate_loss(cuts)
+
+    def _validate_loss(self, cuts: CutSet) -> None:
         self.model.eval()
         totals = torch.zeros(2, dtype=torch.float64, device=self.device)
         for batch in self.data.eval_dataloader(cuts):

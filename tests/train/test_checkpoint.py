@@ -13,7 +13,9 @@ from kd.train.checkpoint import (
 
 
 def _save(path, step, weight):
-    save_checkpoint(path, {"global_step": step, "model": {"w": torch.full((2,), weight), "n": torch.tensor(step)}})
+    save_checkpoint(
+        path, {"global_step": step, "model": {"w": torch.full((2,), weight), "n": torch.tensor(step)}}
+    )
 
 
 def test_latest_and_prune(tmp_path):

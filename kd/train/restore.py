@@ -1,0 +1,52 @@
+"""Rebuilding a trained model from its experiment directory (for decoding, targets and export)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from kd.config import ConfigError, load_yaml
+from kd.data.tokenizer import Tokenizer
+from kd.models import build_model
+from kd.train.checkpoint import average_state_dicts, select_for_averaging
+from kd.train.config import TrainConfig
+
+
+@dataclass
+class TrainedModel:
+    model: torch.nn.Module  # in eval mode
+    tokenizer: Tokenizer
+    config: TrainConfig
+    checkpoints: list[Path]  # the averaged checkpoints
+
+
+def load_trained_model(
+    exp_dir: Path,
+    epoch: int | None = None,
+    avg: int = 1,
+    device: torch.device | str = "cpu",
+    bpe_model: str | None = None,
+) -> TrainedModel:
+    """Builds the model of ``exp_dir/config.yaml`` with the average of epochs ``epoch-avg+1 .. epoch``.
+
+    Raises:
+        ConfigError: when the tokenizer's vocabulary does not match the model's output layer.
+        CheckpointError: when a checkpoint is missing or unreadable.
+    """
+    exp_dir = Path(exp_dir)
+    config = load_yaml(TrainConfig, exp_dir / "config.yaml")
+    tokenizer = Tokenizer(bpe_model or config.paths.bpe_model)
+    paths = select_for_averaging(exp_dir, epoch, avg)
+    state = average_state_dicts(paths)
+    model = build_model(config.model, vocab_size=tokenizer.vocab_size)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise ConfigError(
+            f"{paths[-1]} does not fit the model built from {exp_dir / 'config.yaml'} with the tokenizer "
+            f"{bpe_model or config.paths.bpe_model} (vocabulary {tokenizer.vocab_size}); was the model "
+            f"trained with another BPE model? ({str(e).splitlines()[0]})"
+        ) from e
+    return TrainedModel(model.to(device).eval(), tokenizer, config, paths)
