@@ -1,4 +1,4 @@
-"""The training loop end to end on a tiny corpus: checkpoints, exact resume after a real kill, DDP, decoding."""
+"""The training loop end to end on a tiny corpus: checkpoints, exact resume after a kill, DDP, decoding."""
 
 from __future__ import annotations
 
