@@ -37,6 +37,8 @@ class DataConfig:
         time_warp_factor: SpecAugment time warping; 0 turns it off. Off by default because warping moves
             frames against frame-aligned teacher targets used in distillation.
         num_workers: dataloader worker processes (0: load in the training process).
+        speed_perturb: add copies of the training cuts at speeds 0.9 and 1.1 (Kaldi-style, tripling an
+            epoch). The perturbed audio has no stored features, so this needs ``on_the_fly_feats``.
     """
 
     max_duration: float = 200.0
@@ -47,6 +49,14 @@ class DataConfig:
     spec_augment: bool = False
     time_warp_factor: int = 0
     num_workers: int = 0
+    speed_perturb: bool = False
+
+    def __post_init__(self) -> None:
+        if self.speed_perturb and not self.on_the_fly_feats:
+            raise ValueError(
+                "data.speed_perturb: true needs data.on_the_fly_feats: true (stored features exist only for "
+                "the original speed)"
+            )
 
 
 class AsrDataModule:
@@ -76,6 +86,8 @@ class AsrDataModule:
     ) -> DataLoader:
         """Shuffled, bucketed, optionally augmented batches of this rank's share of ``cuts``."""
         cfg = self.config
+        if cfg.speed_perturb:
+            cuts = cuts + cuts.perturb_speed(0.9) + cuts.perturb_speed(1.1)
         with warnings.catch_warnings():
             # lhotse warns that eager CutSets waste memory; small corpora are loaded eagerly on purpose.
             warnings.filterwarnings("ignore", message=".*eagerly read CutSet.*")

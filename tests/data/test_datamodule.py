@@ -108,3 +108,15 @@ def test_workers_yield_the_same_batches(prepared: PreparedCorpus, num_workers: i
     cfg = DataConfig(max_duration=3.0, num_workers=num_workers)
     ids = [b["cut_ids"] for b in AsrDataModule(cfg).eval_dataloader(_cuts(prepared, "dev"))]
     assert sorted(c for b in ids for c in b) == sorted(_cuts(prepared, "dev").ids)
+
+
+def test_speed_perturbation_triples_the_epoch_and_needs_on_the_fly_features(prepared):
+    with pytest.raises(ValueError, match="on_the_fly_feats"):
+        DataConfig(speed_perturb=True)
+    cuts = CutSet.from_file(cuts_path(prepared.fbank_dir, prepared.prefix, "train")).to_eager()
+    module = AsrDataModule(DataConfig(max_duration=1000.0, speed_perturb=True, on_the_fly_feats=True))
+    batches = list(module.train_dataloader(cuts))
+    ids = [i for b in batches for i in b["cut_ids"]]
+    assert len(ids) == 3 * len(cuts)
+    assert sum(i.endswith("_sp0.9") for i in ids) == len(cuts)
+    assert all(torch.isfinite(b["features"]).all() for b in batches)

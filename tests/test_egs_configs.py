@@ -1,0 +1,33 @@
+"""Every shipped experiment config loads, builds its model, and (for the presets) matches its size target."""
+
+from pathlib import Path
+
+import pytest
+
+from kd.config import load_yaml
+from kd.models import build_model, count_parameters
+from kd.train.config import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted(ROOT.glob("egs/*/conf/*.yaml"))
+
+# (min, max) parameters with a 500-token vocabulary, as the configs' headers state.
+SIZES = {
+    "synth/teacher": (4e6, 8e6),
+    "synth/student": (1e6, 2.5e6),
+    "librispeech/teacher": (70e6, 100e6),
+    "librispeech/student": (7e6, 12e6),
+}
+
+
+def test_there_are_configs():
+    assert {f"{p.parents[1].name}/{p.stem}" for p in CONFIGS} >= set(SIZES)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parents[1].name}/{p.stem}")
+def test_config_builds(path):
+    config = load_yaml(TrainConfig, path)
+    model = build_model(config.model, vocab_size=500)
+    total = count_parameters(model)["total"]
+    low, high = SIZES.get(f"{path.parents[1].name}/{path.stem}", (0, float("inf")))
+    assert low <= total <= high, total
