@@ -44,5 +44,5 @@ install_from() {
 status=0
 if $want_k2; then install_from k2 "https://k2-fsa.github.io/k2/$kind.html" || status=1; fi
 if $want_kaldifeat; then install_from kaldifeat "https://csukuangfj.github.io/kaldifeat/$kind.html" || status=1; fi
-.venv/bin/python -c 'import kd.losses as L; print("kd.losses backend:", L.active_backend())' || true
+.venv/bin/python -c 'import kd.losses as L; print("kd.losses backend:", L.rnnt_backend())' || true
 exit $status
