@@ -31,3 +31,14 @@ def test_config_builds(path):
     total = count_parameters(model)["total"]
     low, high = SIZES.get(f"{path.parents[1].name}/{path.stem}", (0, float("inf")))
     assert low <= total <= high, total
+
+
+@pytest.mark.parametrize("name", sorted(SIZES))
+def test_config_model_is_its_preset(name):
+    """The Python presets and the shipped YAML configs describe the same models."""
+    from kd.config import to_dict
+    from kd.models.presets import preset
+
+    corpus, role = name.split("/")
+    config = load_yaml(TrainConfig, ROOT / "egs" / corpus / "conf" / f"{role}.yaml")
+    assert to_dict(config.model) == to_dict(preset(f"{corpus}_{role}"))
