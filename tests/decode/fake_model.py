@@ -1,4 +1,4 @@
-"""A tiny transducer implementing the pinned model interface's decoding side, for tests.
+"""A tiny transducer (fake encoder and decoder, the real joiner) implementing the decoding interface.
 
 The encoder is causal and exactly chunk-consistent: output frame i stacks feature frames [4i, 4i + 4 + P)
 through a linear map and adds a squashed running sum of the earlier output frames, so a streaming forward
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from kd.models.joiner import Joiner
 
 
 class FakeCausalEncoder(nn.Module):
@@ -103,21 +105,6 @@ class FakeStatelessDecoder(nn.Module):
         return state[index]
 
 
-class FakeJoiner(nn.Module):
-    def __init__(self, encoder_dim: int, decoder_dim: int, joiner_dim: int, vocab_size: int) -> None:
-        super().__init__()
-        self.encoder_proj = nn.Linear(encoder_dim, joiner_dim)
-        self.decoder_proj = nn.Linear(decoder_dim, joiner_dim)
-        self.output_linear = nn.Linear(joiner_dim, vocab_size)
-
-    def forward(
-        self, encoder_out: torch.Tensor, decoder_out: torch.Tensor, project_input: bool = True
-    ) -> torch.Tensor:
-        if project_input:
-            encoder_out, decoder_out = self.encoder_proj(encoder_out), self.decoder_proj(decoder_out)
-        return self.output_linear(torch.tanh(encoder_out + decoder_out))
-
-
 class FakeTransducer(nn.Module):
     blank_id = 0
 
@@ -142,7 +129,7 @@ def make_model(
     model = FakeTransducer(
         FakeCausalEncoder(num_features, encoder_dim),
         dec_cls(vocab_size, 10),
-        FakeJoiner(encoder_dim, 10, 16, vocab_size),
+        Joiner(encoder_dim, 10, 16, vocab_size),
     )
     with torch.no_grad():
         model.joiner.output_linear.weight.mul_(3.0 * peak)
