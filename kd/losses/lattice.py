@@ -193,3 +193,32 @@ def _check_lengths(frame_lens: Tensor, symbol_lens: Tensor, T: int, U: int) -> N
             f"lengths exceed the padded lattice (T={T}, U={U}): frame_lens {frame_lens.tolist()}, "
             f"symbol_lens {symbol_lens.tolist()}"
         )
+
+
+def reduce_nodes(values: Tensor, valid: Tensor, reduction: str) -> Tensor:
+    """The KD losses' reduction: per-node values (any shape) zeroed off `valid` (bool, same shape), then
+    "sum" -> their sum over the valid nodes (a scalar; the caller normalises, e.g. by frames), or
+    "none" -> the zeroed per-node values."""
+    if reduction not in ("sum", "none"):
+        raise ValueError(f"reduction should be 'sum' or 'none', got {reduction!r}")
+    if valid.shape != values.shape:
+        raise ValueError(f"node mask {tuple(valid.shape)} does not match the values {tuple(values.shape)}")
+    values = values.masked_fill(~valid, 0.0)
+    return values.sum() if reduction == "sum" else values
+
+
+def lengths_from_boundary(boundary: Tensor, B: int, T: int, U: int) -> tuple[Tensor, Tensor]:
+    """symbol_lens U_b and frame_lens T_b, each int64 (B,), from k2's boundary (B, 4) rows [0, 0, U_b, T_b]
+    (every utterance starts at node (0, 0)), checked against the padded lattice's B, T frames, U symbols."""
+    if boundary.shape != (B, 4) or boundary.dtype != torch.int64:
+        raise ValueError(
+            f"boundary must be int64 (B={B}, 4) rows [0, 0, U_b, T_b], got {boundary.dtype} "
+            f"{tuple(boundary.shape)}"
+        )
+    if bool((boundary[:, :2] != 0).any()):
+        raise ValueError("boundary must start every utterance at (0, 0): columns 0 and 1 must be zero")
+    symbol_lens, frame_lens = boundary[:, 2], boundary[:, 3]
+    _check_lengths(frame_lens, symbol_lens, T, U)
+    if bool((boundary < 0).any()):
+        raise ValueError(f"boundary lengths must be >= 0, got {boundary.tolist()}")
+    return symbol_lens, frame_lens
