@@ -15,6 +15,8 @@ CONFIGS = sorted(ROOT.glob("egs/*/conf/*.yaml"))
 SIZES = {
     "synth/teacher": (4e6, 8e6),
     "synth/student": (1e6, 2.5e6),
+    "synth/cascaded_teacher": (6e6, 9e6),
+    "synth/cascaded_student": (3e6, 4.5e6),
     "librispeech/teacher": (70e6, 100e6),
     "librispeech/student": (7e6, 12e6),
 }
@@ -39,6 +41,6 @@ def test_config_model_is_its_preset(name):
     from kd.config import to_dict
     from kd.models.presets import preset
 
-    corpus, role = name.split("/")
+    corpus, role = name.split("/")  # synth/cascaded_student -> preset synth_cascaded_student
     config = load_yaml(TrainConfig, ROOT / "egs" / corpus / "conf" / f"{role}.yaml")
     assert to_dict(config.model) == to_dict(preset(f"{corpus}_{role}"))

@@ -1,8 +1,16 @@
-"""Transducer models: Conformer encoder (full or causal/chunked), decoders, joiner, built from config."""
+"""Transducer models: Conformer encoder (full or causal/chunked), decoders, joiner, the cascaded two-pass
+model, built from config."""
 
 from kd.models.attention import RotarySelfAttention, chunk_attention_mask
 from kd.models.build import build_decoder, build_model, count_parameters, format_parameter_counts
-from kd.models.config import DecoderConfig, EncoderConfig, ModelConfig
+from kd.models.cascaded import (
+    CascadedEncoder,
+    CascadedOutput,
+    CascadedTransducer,
+    FirstPass,
+    SecondPassEncoder,
+)
+from kd.models.config import DecoderConfig, EncoderConfig, ModelConfig, SecondPassConfig
 from kd.models.conformer import ConformerBlock, ConformerEncoder, ConvModule, EncoderState, FeedForward
 from kd.models.decoders import LSTMDecoder, StatelessDecoder, TiedReducedDecoder
 from kd.models.joiner import Joiner
@@ -12,6 +20,9 @@ from kd.models.transducer import Transducer, TransducerOutput
 
 __all__ = [
     "PRESETS",
+    "CascadedEncoder",
+    "CascadedOutput",
+    "CascadedTransducer",
     "Conv2dSubsampling",
     "ConformerBlock",
     "ConformerEncoder",
@@ -20,10 +31,13 @@ __all__ = [
     "EncoderConfig",
     "EncoderState",
     "FeedForward",
+    "FirstPass",
     "Joiner",
     "LSTMDecoder",
     "ModelConfig",
     "RotarySelfAttention",
+    "SecondPassConfig",
+    "SecondPassEncoder",
     "StatelessDecoder",
     "TiedReducedDecoder",
     "Transducer",

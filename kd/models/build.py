@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from kd.models.cascaded import CascadedEncoder, CascadedTransducer
 from kd.models.config import ModelConfig
 from kd.models.conformer import ConformerEncoder
 from kd.models.decoders import LSTMDecoder, StatelessDecoder, TiedReducedDecoder
@@ -24,18 +25,35 @@ def build_decoder(config: ModelConfig, vocab_size: int) -> nn.Module:
 
 
 def build_model(config: ModelConfig, vocab_size: int) -> Transducer:
-    """A :class:`Transducer` with a Conformer encoder, the configured decoder and a joiner.
+    """A :class:`Transducer` with a Conformer encoder, the configured decoder and a joiner; with
+    ``config.second_pass`` set, a :class:`CascadedTransducer` (causal + non-causal encoder, one decoder and
+    joiner).
 
     For a tied decoder, its embedding table and the joiner's output layer are one tensor (V, J).
     """
     if vocab_size < 2:
         raise ValueError(f"vocab_size={vocab_size}: a transducer needs the blank and at least one token")
-    encoder = ConformerEncoder(config.encoder)
+    second_pass = config.second_pass
+    encoder = (
+        ConformerEncoder(config.encoder)
+        if second_pass is None
+        else CascadedEncoder(config.encoder, second_pass)
+    )
     decoder = build_decoder(config, vocab_size)
     joiner = Joiner(encoder.output_dim, decoder.output_dim, config.joiner_dim, vocab_size)
     if isinstance(decoder, TiedReducedDecoder):
         decoder.embedding.weight = joiner.output_linear.weight
-    return Transducer(encoder, decoder, joiner, vocab_size, BLANK_ID)
+    if second_pass is None:
+        return Transducer(encoder, decoder, joiner, vocab_size, BLANK_ID)
+    return CascadedTransducer(
+        encoder,
+        decoder,
+        joiner,
+        vocab_size,
+        BLANK_ID,
+        first_pass_weight=second_pass.first_pass_weight,
+        second_pass_weight=second_pass.second_pass_weight,
+    )
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:

@@ -141,15 +141,70 @@ class DecoderConfig:
 
 
 @dataclass
+class SecondPassConfig:
+    """The second pass of a cascaded model (METHODS.md (e)): non-causal Conformer blocks on the causal
+    encoder's output, sharing the decoder and joiner with the first pass.
+
+    ``d_model`` may differ from the encoder's: linear projections then map the causal frames in and the
+    refined frames back, so both passes feed the one joiner (the non-causal budget can stay fixed while the
+    causal encoder shrinks). The training loss is ``first_pass_weight * loss_1 + second_pass_weight *
+    loss_2``; weights summing to 1 keep the per-frame loss on the scale of a one-pass model, so its learning
+    rates carry over.
+    """
+
+    num_layers: int = 2
+    d_model: int = 256
+    num_heads: int = 4
+    ffn_dim: int = 1024
+    conv_kernel: int = 31  # odd: the second pass is non-causal (symmetric padding)
+    dropout: float = 0.1
+    first_pass_weight: float = 0.5
+    second_pass_weight: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("num_layers", "d_model", "num_heads", "ffn_dim", "conv_kernel"):
+            value = getattr(self, name)
+            _require(value > 0, f"second_pass.{name}={value} must be a positive integer")
+        _require(
+            self.d_model % self.num_heads == 0 and (self.d_model // self.num_heads) % 2 == 0,
+            f"second_pass.d_model={self.d_model} must be a multiple of 2 * second_pass.num_heads="
+            f"{2 * self.num_heads} (even head size for the rotary position encoding)",
+        )
+        _require(
+            self.conv_kernel % 2 == 1,
+            f"second_pass.conv_kernel={self.conv_kernel} must be odd (the second pass is non-causal)",
+        )
+        _require(0.0 <= self.dropout < 1.0, f"second_pass.dropout={self.dropout} must be in [0, 1)")
+        _require(
+            self.first_pass_weight >= 0.0
+            and self.second_pass_weight >= 0.0
+            and self.first_pass_weight + self.second_pass_weight > 0.0,
+            f"second_pass.first_pass_weight={self.first_pass_weight} and second_pass_weight="
+            f"{self.second_pass_weight} must be >= 0 and not both 0",
+        )
+
+
+@dataclass
 class ModelConfig:
-    """A transducer: encoder, decoder (prediction network) and joiner of dimension ``joiner_dim``."""
+    """A transducer: encoder, decoder (prediction network) and joiner of dimension ``joiner_dim``.
+
+    With ``second_pass`` set it is a cascaded two-pass model (:mod:`kd.models.cascaded`): ``encoder`` is its
+    causal first pass; None (the default) is a one-pass transducer.
+    """
 
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     joiner_dim: int = 512
+    second_pass: SecondPassConfig | None = None
 
     def __post_init__(self) -> None:
         _require(self.joiner_dim > 0, f"joiner_dim={self.joiner_dim} must be a positive integer")
+        if self.second_pass is not None:
+            _require(
+                self.encoder.causal,
+                "second_pass needs a causal encoder (the streaming first pass of the cascade); set "
+                "encoder.causal: true with a chunk_size, or remove second_pass",
+            )
         if self.decoder.type == "tied":
             _require(
                 self.decoder.dim == self.joiner_dim,

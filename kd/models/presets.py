@@ -1,4 +1,5 @@
-"""Model size presets: teacher and student for the synthetic corpus and for LibriSpeech.
+"""Model size presets: teacher and student for the synthetic corpus and for LibriSpeech, and a cascaded
+two-pass teacher and student for the synthetic corpus.
 
 Each preset is a :class:`ModelConfig`; ``kd.config.to_dict(preset(name))`` gives the YAML form. The
 parameter counts in the comments are for a 500-token vocabulary (``count_parameters``; they change with the
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from kd.models.config import DecoderConfig, EncoderConfig, ModelConfig
+from kd.models.config import DecoderConfig, EncoderConfig, ModelConfig, SecondPassConfig
 
 
 def synth_teacher() -> ModelConfig:
@@ -40,6 +41,53 @@ def synth_student(causal: bool = False) -> ModelConfig:
         decoder=DecoderConfig(type="stateless", dim=128, context_size=2),
         joiner_dim=128,
     )
+
+
+def synth_cascaded_teacher() -> ModelConfig:
+    """Synthetic-corpus cascaded teacher (METHODS.md (e)), ~7.7 M parameters: the synth teacher's encoder made
+    causal (640 ms chunks) as the first pass, two non-causal blocks of the same size as the second pass."""
+    return ModelConfig(
+        encoder=EncoderConfig(
+            subsampling_channels=64,
+            num_layers=6,
+            d_model=192,
+            num_heads=4,
+            ffn_dim=768,
+            conv_kernel=15,
+            causal=True,
+            chunk_size=16,
+            left_context_frames=64,
+        ),
+        decoder=DecoderConfig(type="stateless", dim=256, context_size=2),
+        joiner_dim=256,
+        second_pass=_synth_second_pass(),
+    )
+
+
+def synth_cascaded_student() -> ModelConfig:
+    """Synthetic-corpus cascaded student, ~3.8 M parameters (~49% of the cascaded teacher), by the paper's
+    compression rule: the non-causal second pass keeps the teacher's budget, the causal encoder shrinks
+    (4 layers of 128 instead of 6 of 192) and the decoder becomes tied-and-reduced."""
+    return ModelConfig(
+        encoder=EncoderConfig(
+            subsampling_channels=32,
+            num_layers=4,
+            d_model=128,
+            num_heads=4,
+            ffn_dim=512,
+            conv_kernel=15,
+            causal=True,
+            chunk_size=16,
+            left_context_frames=64,
+        ),
+        decoder=DecoderConfig(type="tied", dim=256, context_size=2),
+        joiner_dim=256,
+        second_pass=_synth_second_pass(),
+    )
+
+
+def _synth_second_pass() -> SecondPassConfig:
+    return SecondPassConfig(num_layers=2, d_model=192, num_heads=4, ffn_dim=768, conv_kernel=15)
 
 
 def librispeech_teacher() -> ModelConfig:
@@ -75,6 +123,8 @@ def librispeech_student(causal: bool = False) -> ModelConfig:
 PRESETS: dict[str, Callable[..., ModelConfig]] = {
     "synth_teacher": synth_teacher,
     "synth_student": synth_student,
+    "synth_cascaded_teacher": synth_cascaded_teacher,
+    "synth_cascaded_student": synth_cascaded_student,
     "librispeech_teacher": librispeech_teacher,
     "librispeech_student": librispeech_student,
 }

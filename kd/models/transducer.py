@@ -126,18 +126,58 @@ class Transducer(nn.Module):
         if len(y) != x.size(0):
             raise ValueError(f"{len(y)} transcripts for a batch of {x.size(0)} utterances")
         encoder_out, encoder_out_lens = self.encoder(x, x_lens)
+        symbols, y_lens = self.labels_to_symbols(y, x.device)
+        decoder_out = self.decoder_forward(symbols, y_lens)
+        return self.transducer_loss(
+            encoder_out,
+            encoder_out_lens,
+            decoder_out,
+            symbols,
+            y_lens,
+            prune_range=prune_range,
+            am_scale=am_scale,
+            lm_scale=lm_scale,
+            rnnt_type=rnnt_type,
+            reduction=reduction,
+        )
+
+    def decoder_forward(self, symbols: torch.Tensor, y_lens: torch.Tensor) -> torch.Tensor:
+        """The decoder on [blank] + labels: symbols (B, U), y_lens (B,) -> decoder_out (B, U+1, D_dec)."""
+        return self.decoder(F.pad(symbols, (1, 0), value=self.blank_id), y_lens + 1)
+
+    def transducer_loss(
+        self,
+        encoder_out: torch.Tensor,
+        encoder_out_lens: torch.Tensor,
+        decoder_out: torch.Tensor,
+        symbols: torch.Tensor,
+        y_lens: torch.Tensor,
+        prune_range: int = 5,
+        am_scale: float = 0.0,
+        lm_scale: float = 0.25,
+        rnnt_type: str = "regular",
+        reduction: str = "sum",
+    ) -> TransducerOutput:
+        """The simple and pruned losses of one encoder output against the labels, with this model's
+        simple projections and joiner (a cascaded model calls it once per pass).
+
+        Args:
+            encoder_out: (B, T, D_enc). encoder_out_lens: (B,) int64 valid frames.
+            decoder_out: (B, U+1, D_dec) from :meth:`decoder_forward`.
+            symbols: (B, U) int64 labels padded with blank. y_lens: (B,) int64 label counts.
+            prune_range, am_scale, lm_scale, rnnt_type, reduction: as :meth:`forward`.
+        """
+        device = encoder_out.device
         if bool((encoder_out_lens < 1).any()):
             raise ValueError(
                 "an utterance has fewer than 7 feature frames (no encoder output); drop such utterances "
                 "in data preparation"
             )
-        symbols, y_lens = self.labels_to_symbols(y, x.device)
-        decoder_out = self.decoder(F.pad(symbols, (1, 0), value=self.blank_id), y_lens + 1)
-        boundary = torch.zeros(x.size(0), 4, dtype=torch.int64, device=x.device)
+        boundary = torch.zeros(encoder_out.size(0), 4, dtype=torch.int64, device=device)
         boundary[:, 2] = y_lens
         boundary[:, 3] = encoder_out_lens
         # The lattice recursions run in float32 even under autocast: their log-sum-exps lose too much in bf16.
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        with torch.autocast(device_type=device.type, enabled=False):
             simple_loss, (px_grad, py_grad) = losses.rnnt_loss_smoothed(
                 lm=self.simple_lm_proj(decoder_out).float(),
                 am=self.simple_am_proj(encoder_out).float(),
@@ -154,7 +194,7 @@ class Transducer(nn.Module):
             px_grad=px_grad, py_grad=py_grad, boundary=boundary, s_range=prune_range
         )
         logits = self.pruned_logits(encoder_out, decoder_out, ranges)
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        with torch.autocast(device_type=device.type, enabled=False):
             pruned_loss = losses.rnnt_loss_pruned(
                 logits=logits.float(),
                 symbols=symbols,

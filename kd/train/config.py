@@ -8,6 +8,7 @@ from kd.data.datamodule import DataConfig
 from kd.models import ModelConfig
 from kd.train.objective import LossConfig
 from kd.train.optim import OptimConfig
+from kd.train.sparsity import SparsityConfig
 
 
 @dataclass
@@ -15,6 +16,9 @@ class PathsConfig:
     train_cuts: str = ""  # CutSet with features (jsonl.gz) to train on
     valid_cuts: str = ""  # CutSet for the per-epoch validation loss
     bpe_model: str = ""  # sentencepiece model; its vocabulary size sets the model's output size
+    # Checkpoint (.pt) or experiment dir (its newest checkpoint) whose model weights start a fresh run, e.g.
+    # the teacher a sparse student is pruned from (same architecture). Ignored when the run resumes.
+    init_from: str = ""
 
 
 @dataclass
@@ -38,3 +42,4 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     train: LoopConfig = field(default_factory=LoopConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    sparsity: SparsityConfig = field(default_factory=SparsityConfig)  # gradual magnitude pruning (off)

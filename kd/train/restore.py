@@ -12,6 +12,7 @@ from kd.data.tokenizer import Tokenizer
 from kd.models import build_model
 from kd.train.checkpoint import average_state_dicts, select_for_averaging
 from kd.train.config import TrainConfig
+from kd.train.sparsity import apply_masks, masks_from_checkpoint
 
 
 @dataclass
@@ -29,7 +30,8 @@ def load_trained_model(
     device: torch.device | str = "cpu",
     bpe_model: str | None = None,
 ) -> TrainedModel:
-    """Builds the model of ``exp_dir/config.yaml`` with the average of epochs ``epoch-avg+1 .. epoch``.
+    """Builds the model of ``exp_dir/config.yaml`` with the average of epochs ``epoch-avg+1 .. epoch``;
+    a sparse model's pruned weights are zeroed again with the last checkpoint's masks.
 
     Raises:
         ConfigError: when the tokenizer's vocabulary does not match the model's output layer.
@@ -49,4 +51,8 @@ def load_trained_model(
             f"{bpe_model or config.paths.bpe_model} (vocabulary {tokenizer.vocab_size}); was the model "
             f"trained with another BPE model? ({str(e).splitlines()[0]})"
         ) from e
+    masks = masks_from_checkpoint(paths[-1])
+    if masks is not None:
+        # Averaging revives the weights pruned in the last checkpoint but not in the earlier ones.
+        apply_masks(model, masks)
     return TrainedModel(model.to(device).eval(), tokenizer, config, paths)

@@ -23,10 +23,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from kd.config import ConfigError, save_yaml, to_dict
+from kd.config import ConfigError, from_dict, save_yaml, to_dict
 from kd.data.datamodule import AsrDataModule
 from kd.data.tokenizer import Tokenizer
-from kd.models import build_model, count_parameters
+from kd.models import ModelConfig, build_model, count_parameters
 from kd.train.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -39,6 +39,7 @@ from kd.train.config import TrainConfig
 from kd.train.distributed import DistInfo, all_reduce_sum, cleanup_distributed, setup_distributed
 from kd.train.objective import BatchLoss, Objective, TransducerObjective
 from kd.train.optim import build_optimizer
+from kd.train.sparsity import Pruner
 
 ObjectiveFactory = Callable[[TrainConfig, Tokenizer], Objective]
 
@@ -98,6 +99,7 @@ class Trainer:
         self.tokenizer = Tokenizer(config.paths.bpe_model)
         self.model = build_model(config.model, vocab_size=self.tokenizer.vocab_size).to(self.device)
         self.optimizer, self.scheduler = build_optimizer(self.model, config.optim)
+        self.pruner = Pruner(self.model, config.sparsity) if config.sparsity.enabled else None
         factory = objective_factory or (lambda cfg, tok: TransducerObjective(cfg.loss, tok))
         self.objective = factory(config, self.tokenizer)
         self.data = AsrDataModule(config.data)
@@ -123,7 +125,8 @@ class Trainer:
 
             with open(cfg_path) as f:
                 old = yaml.safe_load(f)
-            if old.get("model") != to_dict(self.config)["model"]:
+            # Compared as dataclasses, so a key added to ModelConfig since (at its default) is no change.
+            if from_dict(ModelConfig, old.get("model") or {}, f"{cfg_path}: model") != self.config.model:
                 raise ConfigError(
                     f"{cfg_path} holds a different model config than the one given; use another --exp-dir "
                     "or remove the old experiment"
@@ -136,6 +139,8 @@ class Trainer:
     def _resume(self) -> None:
         path = latest_checkpoint(self.exp_dir)
         if path is None:
+            if self.config.paths.init_from:
+                self._init_from(Path(self.config.paths.init_from))
             return
         state = load_checkpoint(path)
         try:
@@ -144,6 +149,8 @@ class Trainer:
             raise ConfigError(f"{path} does not fit the configured model: {e}") from e
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if self.pruner is not None and state.get("pruner") is not None:
+            self.pruner.load_state_dict(state["pruner"])
         self.global_step = state["global_step"]
         self.skipped_batches = state.get("skipped_batches", 0)
         if state["epoch_finished"]:
@@ -157,6 +164,20 @@ class Trainer:
             self.resume_rng = state["rng"]
         logging.info("resumed from %s: epoch %d, global batch %d", path, self.epoch, self.global_step)
 
+    def _init_from(self, source: Path) -> None:
+        """Starts a fresh run from the model weights of a checkpoint, or of an experiment's newest one."""
+        path = latest_checkpoint(source) if source.is_dir() else source
+        if path is None:
+            raise ConfigError(f"paths.init_from: no checkpoints in {source}; train that model first")
+        try:
+            self.model.load_state_dict(load_checkpoint(path)["model"])
+        except RuntimeError as e:
+            raise ConfigError(
+                f"paths.init_from: {path} does not fit the configured model (the model config must be the "
+                f"one that checkpoint was trained with): {str(e).splitlines()[0]}"
+            ) from e
+        logging.info("initialised the model from %s", path)
+
     def _state(self, sampler: Any, epoch_finished: bool) -> dict[str, Any]:
         return {
             "model": self._bare_model().state_dict(),
@@ -168,6 +189,7 @@ class Trainer:
             "epoch_finished": epoch_finished,
             "global_step": self.global_step,
             "skipped_batches": self.skipped_batches,
+            "pruner": None if self.pruner is None else self.pruner.state_dict(),
             "config": to_dict(self.config),
             "bpe_model": self.config.paths.bpe_model,
         }
@@ -180,6 +202,8 @@ class Trainer:
         cfg = self.config.train
         self._prepare_exp_dir()
         self._resume()
+        if self.pruner is not None:
+            self.pruner.step(self.global_step)
         if self.dist.world_size > 1:
             self.model = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
@@ -254,6 +278,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             self.scheduler.step()
             self.global_step += 1
+            if self.pruner is not None:
+                self.pruner.step(self.global_step)
 
             frames += loss.num_frames
             for k, v in loss.terms.items():
