@@ -7,6 +7,9 @@ Training batches come from a ``DynamicBucketingSampler`` (similar-duration bucke
 ``state_dict()`` in checkpoints; passing that dict back as ``sampler_state_dict`` resumes mid-epoch.
 With ``num_workers > 0`` the sampler runs ahead of the trainer by the batches the workers prefetch (two
 per worker), so a run resumed from a mid-epoch state skips those few batches.
+
+Given a :class:`~kd.targets.loading.TargetLoader`, both loaders add the teacher targets attached to the
+cuts to every batch (``batch["targets"]``).
 """
 
 from __future__ import annotations
@@ -14,12 +17,16 @@ from __future__ import annotations
 import copy
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lhotse import CutSet
 from lhotse.dataset import DynamicBucketingSampler, DynamicCutSampler, SpecAugment
 from torch.utils.data import DataLoader
 
 from kd.data.dataset import AsrDataset
+
+if TYPE_CHECKING:
+    from kd.targets.loading import TargetLoader
 
 
 @dataclass
@@ -62,8 +69,9 @@ class DataConfig:
 class AsrDataModule:
     """Builds the training and evaluation dataloaders of :class:`~kd.data.dataset.AsrDataset` batches."""
 
-    def __init__(self, config: DataConfig) -> None:
+    def __init__(self, config: DataConfig, targets: TargetLoader | None = None) -> None:
         self.config = config
+        self.targets = targets
         self.train_sampler: DynamicBucketingSampler | None = None
 
     def _loader(self, dataset: AsrDataset, sampler) -> DataLoader:
@@ -108,11 +116,11 @@ class AsrDataModule:
         spec_augment = None
         if cfg.spec_augment:
             spec_augment = SpecAugment(time_warp_factor=cfg.time_warp_factor or None)
-        return self._loader(AsrDataset(cfg.on_the_fly_feats, spec_augment), sampler)
+        return self._loader(AsrDataset(cfg.on_the_fly_feats, spec_augment, self.targets), sampler)
 
     def eval_dataloader(self, cuts: CutSet, *, rank: int = 0, world_size: int = 1) -> DataLoader:
         """Batches of ``cuts`` in manifest order, no augmentation (this rank's share when world_size > 1)."""
         sampler = DynamicCutSampler(
             cuts, max_duration=self.config.max_duration, shuffle=False, rank=rank, world_size=world_size
         )
-        return self._loader(AsrDataset(self.config.on_the_fly_feats), sampler)
+        return self._loader(AsrDataset(self.config.on_the_fly_feats, targets=self.targets), sampler)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from lhotse import CutSet
 from lhotse.cut import Cut
@@ -10,6 +12,9 @@ from lhotse.dataset.collation import collate_features
 from lhotse.dataset.input_strategies import OnTheFlyFeatures
 
 from kd.data.features import make_fbank_extractor
+
+if TYPE_CHECKING:
+    from kd.targets.loading import TargetLoader
 
 PAD_VALUE = 0.0  # value of the feature frames past each utterance's length
 
@@ -27,11 +32,20 @@ class AsrDataset(torch.utils.data.Dataset):
         ``feature_lens``: (B,) int64 number of valid frames;
         ``texts``: list of B transcripts, ``""`` for unlabelled cuts;
         ``cut_ids``: list of B cut ids;
-        ``cuts``: the CutSet in batch order (longest first), for loading arrays attached to the cuts.
+        ``cuts``: the CutSet in batch order (longest first), for loading arrays attached to the cuts;
+        ``targets`` (with a ``targets`` loader): the teacher targets attached to the cuts, padded (see
+        kd.targets.loading); ``texts`` then come from the loader (the teacher's hypothesis for unlabelled
+        cuts when it is asked to).
     """
 
-    def __init__(self, on_the_fly_feats: bool = False, spec_augment: SpecAugment | None = None) -> None:
+    def __init__(
+        self,
+        on_the_fly_feats: bool = False,
+        spec_augment: SpecAugment | None = None,
+        targets: TargetLoader | None = None,
+    ) -> None:
         super().__init__()
+        self.targets = targets
         # On-the-fly features run in dataloader workers on CPU, so always lhotse's own extractor, one
         # utterance at a time as stored features are made (lhotse's batched path pads the audio, which
         # changes each utterance's last frame).
@@ -57,10 +71,14 @@ class AsrDataset(torch.utils.data.Dataset):
                 features[i, :n] = self.spec_augment(features[i : i + 1, :n])[0]
         pad = torch.arange(features.size(1)) >= feature_lens.unsqueeze(1)  # (B, T)
         features = features.masked_fill(pad.unsqueeze(-1), PAD_VALUE)
-        return {
+        batch = {
             "features": features,
             "feature_lens": feature_lens,
             "texts": [cut_text(c) for c in cuts],
             "cut_ids": [c.id for c in cuts],
             "cuts": cuts,
         }
+        if self.targets is not None:
+            batch["targets"] = self.targets.collate(cuts, feature_lens)
+            batch["texts"] = self.targets.texts(cuts)
+        return batch
