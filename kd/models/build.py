@@ -44,7 +44,7 @@ def build_model(config: ModelConfig, vocab_size: int) -> Transducer:
     if isinstance(decoder, TiedReducedDecoder):
         decoder.embedding.weight = joiner.output_linear.weight
     if second_pass is None:
-        return Transducer(encoder, decoder, joiner, vocab_size, BLANK_ID)
+        return Transducer(encoder, decoder, joiner, vocab_size, BLANK_ID, ctc_head=config.ctc_head)
     return CascadedTransducer(
         encoder,
         decoder,
@@ -53,6 +53,7 @@ def build_model(config: ModelConfig, vocab_size: int) -> Transducer:
         BLANK_ID,
         first_pass_weight=second_pass.first_pass_weight,
         second_pass_weight=second_pass.second_pass_weight,
+        ctc_head=config.ctc_head,
     )
 
 

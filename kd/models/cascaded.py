@@ -194,8 +194,9 @@ class CascadedTransducer(Transducer):
         blank_id: int = 0,
         first_pass_weight: float = 0.5,
         second_pass_weight: float = 0.5,
+        ctc_head: bool = False,
     ) -> None:
-        super().__init__(encoder, decoder, joiner, vocab_size, blank_id)
+        super().__init__(encoder, decoder, joiner, vocab_size, blank_id, ctc_head=ctc_head)
         self.first_pass_weight = first_pass_weight
         self.second_pass_weight = second_pass_weight
 

@@ -196,6 +196,9 @@ class ModelConfig:
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     joiner_dim: int = 512
     second_pass: SecondPassConfig | None = None
+    # An auxiliary CTC output layer on the encoder (trained when loss.ctc_scale > 0). Without it the encoder
+    # of a transducer trained from scratch on little data is slow to learn where tokens are in time.
+    ctc_head: bool = False
 
     def __post_init__(self) -> None:
         _require(self.joiner_dim > 0, f"joiner_dim={self.joiner_dim} must be a positive integer")

@@ -43,11 +43,18 @@ class Transducer(nn.Module):
     """RNN-T: ``encoder`` (B, T, F) -> (B, T', D_enc); ``decoder`` labels -> (B, U+1, D_dec); ``joiner``.
 
     ``simple_am_proj`` / ``simple_lm_proj`` are the "simple" joiner of the pruned loss (am + lm, no tanh),
-    whose full-lattice loss gives the prune ranges.
+    whose full-lattice loss gives the prune ranges. ``ctc_output`` (with ``ctc_head``) is an auxiliary CTC
+    layer on the encoder, used only in training (:meth:`ctc_loss`).
     """
 
     def __init__(
-        self, encoder: nn.Module, decoder: nn.Module, joiner: nn.Module, vocab_size: int, blank_id: int = 0
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        joiner: nn.Module,
+        vocab_size: int,
+        blank_id: int = 0,
+        ctc_head: bool = False,
     ) -> None:
         super().__init__()
         self.vocab_size = vocab_size
@@ -59,6 +66,7 @@ class Transducer(nn.Module):
         self.decoder = decoder
         self.simple_am_proj = nn.Linear(encoder.output_dim, vocab_size)
         self.simple_lm_proj = nn.Linear(decoder.output_dim, vocab_size)
+        self.ctc_output = nn.Linear(encoder.output_dim, vocab_size) if ctc_head else None
 
     def labels_to_symbols(
         self, y: list[list[int]], device: torch.device
@@ -140,6 +148,39 @@ class Transducer(nn.Module):
             rnnt_type=rnnt_type,
             reduction=reduction,
         )
+
+    def ctc_loss(
+        self,
+        encoder_out: torch.Tensor,
+        encoder_out_lens: torch.Tensor,
+        symbols: torch.Tensor,
+        y_lens: torch.Tensor,
+        reduction: str = "sum",
+    ) -> torch.Tensor:
+        """The auxiliary CTC loss of the encoder output (blank = the transducer's blank).
+
+        Args:
+            encoder_out: (B, T, D_enc). encoder_out_lens: (B,) int64.
+            symbols: (B, U) int64 labels padded with blank. y_lens: (B,) int64.
+            reduction: "sum" | "none" ((B,) per utterance).
+        Returns:
+            the negative log-likelihood, summed or per utterance. An utterance with too few frames for its
+            labels under CTC (repeated labels need a blank between them) gets 0: this term is auxiliary,
+            the transducer loss still trains on it.
+        """
+        if self.ctc_output is None:
+            raise RuntimeError("this model has no CTC head: build it with model.ctc_head: true")
+        with torch.autocast(device_type=encoder_out.device.type, enabled=False):
+            log_probs = self.ctc_output(encoder_out).float().log_softmax(dim=-1)
+            return F.ctc_loss(
+                log_probs.transpose(0, 1),
+                symbols,
+                encoder_out_lens,
+                y_lens,
+                blank=self.blank_id,
+                reduction=reduction,
+                zero_infinity=True,
+            )
 
     def decoder_forward(self, symbols: torch.Tensor, y_lens: torch.Tensor) -> torch.Tensor:
         """The decoder on [blank] + labels: symbols (B, U), y_lens (B,) -> decoder_out (B, U+1, D_dec)."""

@@ -23,6 +23,7 @@ class LossConfig:
     simple_loss_scale: float = 0.5  # weight of the simple loss after warm-up
     warm_step: int = 2000  # batches over which the simple/pruned weights ramp (icefall)
     rnnt_type: str = "regular"  # regular | modified
+    ctc_scale: float = 0.0  # weight of the auxiliary CTC loss on the encoder (needs model.ctc_head: true)
 
 
 @dataclass
@@ -44,6 +45,11 @@ class BatchLoss:
 
 class Objective(Protocol):
     def __call__(self, model: torch.nn.Module, batch: dict[str, Any], step: int) -> BatchLoss: ...
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside a DistributedDataParallel wrapper (the model itself otherwise)."""
+    return getattr(model, "module", model)
 
 
 def warmup_scales(config: LossConfig, step: int) -> tuple[float, float]:
@@ -82,9 +88,17 @@ class TransducerObjective:
         )
         simple_scale, pruned_scale = warmup_scales(self.config, step)
         total = simple_scale * out.simple_loss + pruned_scale * out.pruned_loss
+        terms = {"simple": out.simple_loss.item(), "pruned": out.pruned_loss.item()}
+        if self.config.ctc_scale > 0:
+            final = getattr(out, "second_pass", out)  # a cascaded model's CTC head reads its final pass
+            ctc = unwrap(model).ctc_loss(
+                final.encoder_out, final.encoder_out_lens, final.symbols, final.boundary[:, 2]
+            )
+            total = total + self.config.ctc_scale * ctc
+            terms["ctc"] = ctc.item()
         return BatchLoss(
             total=total,
-            terms={"simple": out.simple_loss.item(), "pruned": out.pruned_loss.item()},
+            terms=terms,
             num_frames=int(out.encoder_out_lens.sum().item()),
             num_utts=features.size(0),
         )

@@ -122,3 +122,41 @@ def test_causal_model_trains(tiny_model_config):
     out = model(x, x_lens, y)
     (out.simple_loss + out.pruned_loss).backward()
     assert torch.isfinite(out.pruned_loss)
+
+
+def test_ctc_head_loss_is_the_ctc_of_its_log_probs_and_trains_the_encoder(tiny_model_config):
+    config = tiny_model_config()
+    config.ctc_head = True
+    model = build_model(config, VOCAB)
+    x, x_lens, y = batch([90, 75], [6, 3])
+    out = model(x, x_lens, y)
+    ctc = model.ctc_loss(out.encoder_out, out.encoder_out_lens, out.symbols, out.boundary[:, 2], "none")
+    log_probs = model.ctc_output(out.encoder_out).log_softmax(-1).double()
+    for b, labels in enumerate(y):
+        # Forward algorithm over the blank-extended label sequence, written out in float64.
+        ext = [0]
+        for token in labels:
+            ext += [token, 0]
+        alpha = torch.full((len(ext),), float("-inf"), dtype=torch.float64)
+        alpha[0], alpha[1] = log_probs[b, 0, 0], log_probs[b, 0, ext[1]]
+        for t in range(1, int(out.encoder_out_lens[b])):
+            prev = alpha.clone()
+            for s in range(len(ext)):
+                terms = [prev[s]] + ([prev[s - 1]] if s >= 1 else [])
+                if s >= 2 and ext[s] != 0 and ext[s] != ext[s - 2]:
+                    terms.append(prev[s - 2])
+                alpha[s] = torch.logsumexp(torch.stack(terms), 0) + log_probs[b, t, ext[s]]
+        expected = -torch.logsumexp(alpha[-2:], 0)
+        torch.testing.assert_close(ctc[b].double(), expected, rtol=1e-4, atol=1e-4)
+    ctc.sum().backward()
+    assert model.ctc_output.weight.grad is not None
+    assert model.encoder.layers[0].ff.net[1].weight.grad.abs().sum() > 0
+
+
+def test_ctc_loss_without_a_head_is_an_error(tiny_model_config):
+    model = build_model(tiny_model_config(), VOCAB)
+    assert model.ctc_output is None
+    x, x_lens, y = batch([60], [2])
+    out = model(x, x_lens, y)
+    with pytest.raises(RuntimeError, match="ctc_head"):
+        model.ctc_loss(out.encoder_out, out.encoder_out_lens, out.symbols, out.boundary[:, 2])
