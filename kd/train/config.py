@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from kd.data.datamodule import DataConfig
 from kd.models import ModelConfig
+from kd.train.distill import KdConfig
 from kd.train.objective import LossConfig
 from kd.train.optim import OptimConfig
 from kd.train.sparsity import SparsityConfig
@@ -19,6 +20,9 @@ class PathsConfig:
     # Checkpoint (.pt) or experiment dir (its newest checkpoint) whose model weights start a fresh run, e.g.
     # the teacher a sparse student is pruned from (same architecture). Ignored when the run resumes.
     init_from: str = ""
+    # Unlabelled cuts (with their teacher targets: python -m kd.bin.generate_targets) mixed into training by
+    # the KD methods that use them (one_best, soft_lattice, collapsed, encoder_logits, hard).
+    unlabelled_cuts: str = ""
 
 
 @dataclass
@@ -43,3 +47,4 @@ class TrainConfig:
     train: LoopConfig = field(default_factory=LoopConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     sparsity: SparsityConfig = field(default_factory=SparsityConfig)  # gradual magnitude pruning (off)
+    kd: KdConfig = field(default_factory=KdConfig)  # the distillation term (off: method none)

@@ -36,6 +36,7 @@ from kd.train.checkpoint import (
     set_rng_state,
 )
 from kd.train.config import TrainConfig
+from kd.train.distill import build_objective, training_cuts
 from kd.train.distributed import DistInfo, all_reduce_sum, cleanup_distributed, setup_distributed
 from kd.train.objective import BatchLoss, Objective, TransducerObjective
 from kd.train.optim import build_optimizer
@@ -100,9 +101,15 @@ class Trainer:
         self.model = build_model(config.model, vocab_size=self.tokenizer.vocab_size).to(self.device)
         self.optimizer, self.scheduler = build_optimizer(self.model, config.optim)
         self.pruner = Pruner(self.model, config.sparsity) if config.sparsity.enabled else None
-        factory = objective_factory or (lambda cfg, tok: TransducerObjective(cfg.loss, tok))
-        self.objective = factory(config, self.tokenizer)
-        self.data = AsrDataModule(config.data)
+        targets = None
+        if objective_factory is None:
+            self.objective, targets = build_objective(config, self.tokenizer, self.device)
+        else:
+            self.objective = objective_factory(config, self.tokenizer)
+        # Validation scores the student's own transducer loss, on cuts that carry no teacher targets.
+        self.valid_objective = TransducerObjective(config.loss, self.tokenizer)
+        self.data = AsrDataModule(config.data, targets=targets)
+        self.valid_data = AsrDataModule(config.data)
         self.epoch = 1  # the epoch being trained (1-based)
         self.global_step = 0
         self.sampler_state: dict[str, Any] | None = None
@@ -208,7 +215,7 @@ class Trainer:
             self.model = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
-        train_cuts = load_labelled_cuts(self.config.paths.train_cuts, "train_cuts")
+        train_cuts = training_cuts(self.config, load_labelled_cuts)
         valid_cuts = load_labelled_cuts(self.config.paths.valid_cuts, "valid_cuts")
         try:
             while self.epoch <= cfg.num_epochs:
@@ -323,9 +330,9 @@ class Trainer:
     def _validate_loss(self, cuts: CutSet) -> None:
         self.model.eval()
         totals = torch.zeros(2, dtype=torch.float64, device=self.device)
-        for batch in self.data.eval_dataloader(cuts):
+        for batch in self.valid_data.eval_dataloader(cuts):
             with self._autocast():
-                loss = self.objective(self._bare_model(), batch, self.global_step)
+                loss = self.valid_objective(self._bare_model(), batch, self.global_step)
             if math.isfinite(loss.total.item()):
                 totals += torch.tensor([loss.total.item(), loss.num_frames], device=self.device)
         self.model.train()

@@ -1,0 +1,325 @@
+"""Distillation objectives: the student's own pruned RNN-T loss plus one KD term (METHODS.md (a)-(d)).
+
+    L = simple_scale * L_simple + pruned_scale * L_pruned + ctc_scale * L_ctc + weight * L_kd
+
+Every term is summed over the batch; the trainer divides by the batch's encoder frames, so the KD terms are
+normalised per frame like the transducer loss. The teacher side comes from the targets attached to the cuts
+(``source: stored``, written by ``python -m kd.bin.generate_targets``) or from a teacher run in the same job
+(``source: online``), which computes the very same targets per batch (kd.targets.compute) and so gives the
+same loss as stored targets, trading disk for compute.
+
+Methods (``kd.method``):
+    none            the plain transducer loss (a student trained without KD)
+    collapsed       (a) KL of the 3-class y/blank/rest distributions, on the student's ``pruned`` lattice or
+                    the ``full`` lattice (``kd.lattice``); teacher px/py from the ``pxpy`` targets
+    one_best        (c) CE on the teacher's one-best path nodes against its top-k, optional right ``shift``
+    soft_lattice    (d) KL on the teacher's pruned lattice: the student's joiner at the teacher's ranges
+    encoder_logits  (b, static teacher) KL of the joiner's encoder-only logits per frame
+    hard            (d) no KD term: unlabelled cuts train on the teacher's hypothesis (pseudo-labels),
+                    filtered by confidence (``min_hyp_score``, the hypothesis log-prob per frame)
+
+The student's lattice is built on the tokens the targets were made for: the reference of a labelled cut,
+the teacher's hypothesis of an unlabelled one. The transducer loss of an unlabelled cut (on that hypothesis)
+counts for ``hard`` and, with ``unlabelled_rnnt``, for the other methods; its KD term always counts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from kd import losses
+from kd.data.tokenizer import Tokenizer
+from kd.losses.topk import TopK
+from kd.train.objective import BatchLoss, LossConfig, TransducerObjective, unwrap, warmup_scales
+
+if TYPE_CHECKING:
+    from lhotse import CutSet
+
+    from kd.targets.loading import TargetLoader
+    from kd.train.config import TrainConfig
+
+METHODS = ("none", "collapsed", "one_best", "soft_lattice", "encoder_logits", "hard")
+# The stored target type each method reads.
+TARGET_TYPE = {
+    "collapsed": "pxpy",
+    "one_best": "one_best",
+    "soft_lattice": "pruned",
+    "encoder_logits": "enc_logits",
+    "hard": "hyp",
+}
+
+
+@dataclass
+class KdConfig:
+    method: str = "none"  # see METHODS
+    weight: float = 1.0  # lambda of the KD term
+    temperature: float = 1.0  # divides the student's logits (stored targets were made at temperature 1)
+    scale_by_t2: bool = False  # multiply the KD term by temperature^2 (Hinton et al.)
+    source: str = "stored"  # stored (targets attached to paths.train_cuts) | online (teacher in this job)
+    teacher: str = ""  # online: the teacher's experiment dir
+    teacher_epoch: int = 0  # online: its epoch (0: the newest)
+    teacher_avg: int = 1  # online: checkpoints averaged
+    topk: int = 8  # online: classes kept per node (stored targets carry their own k)
+    lattice: str = "pruned"  # collapsed: pruned (the student's prune ranges) | full (every node)
+    chunk_frames: int = 16  # collapsed on the full lattice: frames per joiner chunk (bounds peak memory)
+    shift: int = 0  # one_best: frames the teacher path moves right (streaming students)
+    unlabelled_rnnt: bool = False  # train unlabelled cuts also with the transducer loss on the hypothesis
+    min_hyp_score: float = -math.inf  # drop pseudo-labels whose log-prob per frame is below this
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"kd.method={self.method!r} must be one of {list(METHODS)}")
+        if self.source not in ("stored", "online"):
+            raise ValueError(f"kd.source={self.source!r} must be 'stored' or 'online'")
+        if self.lattice not in ("pruned", "full"):
+            raise ValueError(f"kd.lattice={self.lattice!r} must be 'pruned' or 'full'")
+        if self.temperature <= 0 or self.weight < 0 or self.chunk_frames < 1 or self.shift < 0:
+            raise ValueError(
+                f"kd: temperature={self.temperature} must be > 0, weight={self.weight} >= 0, "
+                f"chunk_frames={self.chunk_frames} >= 1, shift={self.shift} >= 0"
+            )
+        if self.source == "online" and self.method != "none" and not self.teacher:
+            raise ValueError("kd.source=online needs kd.teacher: the teacher's experiment dir")
+
+    @property
+    def target_types(self) -> list[str]:
+        """The target types this method reads ([] for none)."""
+        if self.method == "none":
+            return []
+        return [TARGET_TYPE[self.method]] + (["hyp"] if self.method != "hard" else [])
+
+
+class DistillObjective:
+    """The student's transducer loss (as :class:`~kd.train.objective.TransducerObjective`) plus the KD term.
+
+    Args:
+        loss: the student's transducer-loss settings.
+        kd: the KD method and its settings.
+        tokenizer: the student's tokenizer (the teacher's, checked where the targets are loaded).
+        teacher_targets: online mode: a callable ``(batch) -> targets`` giving what the data module gives
+            with stored targets (see :class:`OnlineTeacher`); None for stored targets.
+    """
+
+    def __init__(
+        self, loss: LossConfig, kd: KdConfig, tokenizer: Tokenizer, teacher_targets: Any | None = None
+    ) -> None:
+        self.loss = loss
+        self.kd = kd
+        self.tokenizer = tokenizer
+        self.teacher_targets = teacher_targets
+
+    def __call__(self, model: torch.nn.Module, batch: dict[str, Any], step: int) -> BatchLoss:
+        device = next(model.parameters()).device
+        features = batch["features"].to(device)
+        feature_lens = batch["feature_lens"].to(device)
+        targets = self._targets(batch)
+        tokens = targets["tokens"] if targets is not None else self.tokenizer.encode(batch["texts"])
+        labelled = torch.tensor([bool(t) for t in batch["texts"]], device=device)
+        out = model(
+            features,
+            feature_lens,
+            tokens,
+            prune_range=self.loss.prune_range,
+            am_scale=self.loss.am_scale,
+            lm_scale=self.loss.lm_scale,
+            rnnt_type=self.loss.rnnt_type,
+            reduction="none",
+        )
+        keep = self._rnnt_mask(labelled, targets, out.encoder_out_lens)
+        simple_scale, pruned_scale = warmup_scales(self.loss, step)
+        simple = (out.simple_loss * keep).sum()
+        pruned = (out.pruned_loss * keep).sum()
+        total = simple_scale * simple + pruned_scale * pruned
+        terms = {"simple": simple.item(), "pruned": pruned.item()}
+        if self.loss.ctc_scale > 0:
+            ctc = unwrap(model).ctc_loss(
+                out.encoder_out, out.encoder_out_lens, out.symbols, out.boundary[:, 2], reduction="none"
+            )
+            ctc = (ctc * keep).sum()
+            total = total + self.loss.ctc_scale * ctc
+            terms["ctc"] = ctc.item()
+        if self.kd.method not in ("none", "hard"):
+            kd = self._kd_term(unwrap(model), out, targets, device)
+            total = total + self.kd.weight * kd
+            terms[f"kd_{self.kd.method}"] = kd.item()
+        return BatchLoss(
+            total=total,
+            terms=terms,
+            num_frames=int(out.encoder_out_lens.sum().item()),
+            num_utts=features.size(0),
+        )
+
+    def _targets(self, batch: dict[str, Any]) -> dict[str, Any] | None:
+        if self.kd.method == "none":
+            return None
+        if self.teacher_targets is not None:
+            return self.teacher_targets(batch)
+        if "targets" not in batch:
+            raise RuntimeError(
+                f"kd.method={self.kd.method} with stored targets, but the batch has none: train on the "
+                "cuts written by python -m kd.bin.generate_targets (paths.train_cuts), or use "
+                "kd.source=online"
+            )
+        return batch["targets"]
+
+    def _rnnt_mask(self, labelled: Tensor, targets: dict[str, Any] | None, frames: Tensor) -> Tensor:
+        """(B,) 1.0 for the utterances whose transducer loss counts."""
+        use_hyps = self.kd.method == "hard" or self.kd.unlabelled_rnnt
+        if not use_hyps or targets is None or "hyp" not in targets:
+            return labelled.float()
+        scores = targets["hyp"]["scores"].to(frames.device)
+        confident = (scores / frames.clamp(min=1)) >= self.kd.min_hyp_score
+        has_hyp = targets["token_lens"].to(frames.device) > 0
+        return (labelled | (confident & has_hyp)).float()
+
+    def _kd_term(
+        self, model: torch.nn.Module, out: Any, targets: dict[str, Any], device: torch.device
+    ) -> Tensor:
+        kd = self.kd
+        t = {
+            k: v.to(device) if isinstance(v, Tensor) else v
+            for k, v in targets[TARGET_TYPE[kd.method]].items()
+        }
+        common = dict(temperature=kd.temperature, scale_by_t2=kd.scale_by_t2)
+        frame_lens = out.encoder_out_lens
+        symbol_lens = out.boundary[:, 2]
+        if kd.method == "encoder_logits":
+            student = model.joiner.encoder_logits(out.encoder_out)
+            return losses.encoder_logit_kl(student, _topk(t), frame_lens, **common)
+        if kd.method == "soft_lattice":
+            ranges = t["ranges"][:, : out.encoder_out.size(1)]
+            student = model.pruned_logits(out.encoder_out, out.decoder_out, ranges)
+            return losses.soft_lattice_kl(student, _topk(t), ranges, frame_lens, symbol_lens, **common)
+        if kd.method == "one_best":
+            am = model.joiner.encoder_proj(out.encoder_out)
+            lm = model.joiner.decoder_proj(out.decoder_out)
+            joiner = partial(model.joiner, project_input=False)
+            student = losses.gather_node_logits(joiner, am, lm, t["nodes"])
+            return losses.one_best_ce(student, _topk(t), t["lengths"], **common)
+        # collapsed
+        px, py = t["px"], t["py"]
+        if kd.lattice == "pruned":
+            return losses.collapsed_kl_pruned(
+                out.logits, out.ranges, out.symbols, px, py, out.boundary, blank_id=model.blank_id, **common
+            )
+        return losses.collapsed_kl_full_chunked(
+            partial(model.joiner, project_input=False),
+            model.joiner.encoder_proj(out.encoder_out),
+            model.joiner.decoder_proj(out.decoder_out),
+            out.symbols,
+            px,
+            py,
+            out.boundary,
+            kd.chunk_frames,
+            blank_id=model.blank_id,
+            **common,
+        )
+
+
+def _topk(t: dict[str, Tensor]) -> TopK:
+    return TopK(t["logprobs"], t["ids"], t["rest"])
+
+
+class OnlineTeacher:
+    """Online-teacher mode: the teacher's targets for each batch, computed in the training job.
+
+    They are the targets ``python -m kd.bin.generate_targets`` would store (kd.targets.compute), collated
+    as the data module delivers stored ones, so both modes give the same loss. The teacher sees the batch's
+    features as given to the student (turn SpecAugment off for a like-for-like comparison).
+    """
+
+    def __init__(
+        self, config: KdConfig, loss: LossConfig, tokenizer: Tokenizer, device: torch.device
+    ) -> None:
+        from kd.targets.config import TargetConfig
+        from kd.train.restore import load_trained_model
+
+        trained = load_trained_model(config.teacher, config.teacher_epoch or None, config.teacher_avg, device)
+        if trained.tokenizer.vocab_size != tokenizer.vocab_size:
+            raise ValueError(
+                f"kd.teacher {config.teacher} has a {trained.tokenizer.vocab_size}-token vocabulary, the "
+                f"student's tokenizer {tokenizer.vocab_size}: distillation needs one tokenizer"
+            )
+        self.teacher = trained.model.eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.shift = config.shift
+        self.target_config = TargetConfig(
+            types=config.target_types,
+            topk=config.topk,
+            prune_range=loss.prune_range,
+            lm_scale=loss.lm_scale,
+            am_scale=loss.am_scale,
+            rnnt_type=loss.rnnt_type,
+        )
+
+    @torch.no_grad()
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        from kd.targets.compute import compute_targets
+        from kd.targets.loading import collate_computed
+
+        device = next(self.teacher.parameters()).device
+        labels = [
+            y if text else None for y, text in zip(self.tokenizer.encode(batch["texts"]), batch["texts"])
+        ]
+        computed = compute_targets(
+            self.teacher,
+            batch["features"].to(device),
+            batch["feature_lens"].to(device),
+            labels,
+            self.target_config,
+        )
+        return collate_computed(computed, self.target_config.types, self.shift, self.tokenizer)
+
+
+def build_objective(
+    config: TrainConfig, tokenizer: Tokenizer, device: torch.device
+) -> tuple[TransducerObjective | DistillObjective, TargetLoader | None]:
+    """The objective a training config asks for, and the targets loader its data module needs.
+
+    Returns:
+        (objective, target loader or None): the plain transducer objective for ``kd.method: none``;
+        otherwise a :class:`DistillObjective`, with a loader of the targets attached to
+        ``paths.train_cuts`` (stored) or an :class:`OnlineTeacher` (online).
+    """
+    kd = config.kd
+    if kd.method == "none":
+        return TransducerObjective(config.loss, tokenizer), None
+    if kd.source == "online":
+        return DistillObjective(
+            config.loss, kd, tokenizer, OnlineTeacher(kd, config.loss, tokenizer, device)
+        ), None
+    from kd.targets.loading import TargetLoader
+    from kd.targets.manifest import load_manifest, manifest_for_cuts
+
+    manifest = load_manifest(manifest_for_cuts(config.paths.train_cuts))
+    loader = TargetLoader(manifest, tokenizer, types=kd.target_types, one_best_shift=kd.shift)
+    return DistillObjective(config.loss, kd, tokenizer), loader
+
+
+def training_cuts(config: TrainConfig, load_labelled: Callable[[str, str], CutSet]) -> CutSet:
+    """The training cuts: the labelled ``paths.train_cuts``, plus ``paths.unlabelled_cuts`` for KD.
+
+    Args:
+        load_labelled: ``(path, what) -> CutSet`` of the labelled cuts of a manifest.
+    """
+    from lhotse import CutSet  # noqa: F811 (the runtime import of the name the annotations use)
+
+    cuts = load_labelled(config.paths.train_cuts, "train_cuts")
+    if not config.paths.unlabelled_cuts:
+        return cuts
+    if config.kd.method == "none":
+        raise ValueError(
+            "paths.unlabelled_cuts is set but kd.method is none: a student without KD cannot use unlabelled "
+            "audio; pick a KD method or drop paths.unlabelled_cuts"
+        )
+    unlabelled = CutSet.from_file(config.paths.unlabelled_cuts).to_eager()
+    return (cuts + unlabelled).to_eager()

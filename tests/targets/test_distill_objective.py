@@ -1,0 +1,148 @@
+"""The distillation objective on stored targets and with an online teacher: the same loss either way, a
+vanishing KL when the student is the teacher, and a student trained from run.sh-style configs."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import yaml
+from conftest import TINY_MODEL, tiny_teacher  # noqa: E402
+from lhotse import CutSet
+
+from kd.data.datamodule import AsrDataModule, DataConfig
+from kd.data.tokenizer import Tokenizer
+from kd.targets import TargetLoader
+from kd.targets.manifest import targets_cuts_path
+from kd.train.distill import DistillObjective, KdConfig, OnlineTeacher, training_cuts
+from kd.train.objective import LossConfig
+from kd.train.restore import load_trained_model
+
+KL_METHODS = ("collapsed", "soft_lattice", "encoder_logits")
+METHODS = (*KL_METHODS, "one_best", "hard")
+
+
+def _loss_config(generated) -> LossConfig:
+    cfg = generated.manifest.config
+    return LossConfig(prune_range=cfg.prune_range, lm_scale=cfg.lm_scale, am_scale=cfg.am_scale, warm_step=1)
+
+
+def _batches(generated, corpus, kd: KdConfig) -> list[dict]:
+    """Batches of one cut each (as the targets were generated), labelled and unlabelled."""
+    loader = TargetLoader(generated.manifest, Tokenizer(corpus.bpe_model), types=kd.target_types)
+    cuts = CutSet.from_file(targets_cuts_path(generated.out_dir, "mixed"))
+    data = AsrDataModule(DataConfig(max_duration=generated.max_duration), targets=loader)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*exceeded the max_duration.*")
+        return list(data.eval_dataloader(cuts))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_stored_and_online_targets_give_the_same_loss(generated, corpus, teacher_dir, method):
+    tokenizer = Tokenizer(corpus.bpe_model)
+    kd = KdConfig(
+        method=method, teacher=str(teacher_dir), topk=generated.manifest.config.topk, unlabelled_rnnt=True
+    )
+    loss = _loss_config(generated)
+    stored = DistillObjective(loss, kd, tokenizer)
+    online = DistillObjective(loss, kd, tokenizer, OnlineTeacher(kd, loss, tokenizer, torch.device("cpu")))
+    student = tiny_teacher(tokenizer.vocab_size, seed=7)
+    batches = _batches(generated, corpus, kd)
+    assert any(not t for b in batches for t in b["texts"]), "the batches should include an unlabelled cut"
+    for batch in batches:
+        a, b = stored(student, batch, step=10), online(student, batch, step=10)
+        assert a.terms.keys() == b.terms.keys()
+        for name in a.terms:
+            assert a.terms[name] == pytest.approx(b.terms[name], rel=1e-5, abs=1e-6), (name, batch["cut_ids"])
+        torch.testing.assert_close(a.total, b.total)
+
+
+@pytest.mark.parametrize("method", KL_METHODS)
+def test_kl_vanishes_when_the_student_is_the_teacher(generated, corpus, teacher_dir, method):
+    tokenizer = Tokenizer(corpus.bpe_model)
+    kd = KdConfig(method=method)
+    objective = DistillObjective(_loss_config(generated), kd, tokenizer)
+    teacher = load_trained_model(teacher_dir, None, 1, "cpu").model
+    student = tiny_teacher(tokenizer.vocab_size, seed=7)
+    for batch in _batches(generated, corpus, kd):
+        same = objective(teacher, batch, step=10).terms[f"kd_{method}"]
+        other = objective(student, batch, step=10).terms[f"kd_{method}"]
+        frames = int(batch["targets"]["frames"].sum())
+        # The stored teacher side is fp16: its rounding (~1e-3 relative) is all that is left.
+        assert abs(same) < 2e-3 * frames
+        assert other > 10 * max(abs(same), 1e-4)
+
+
+def test_one_best_ce_of_the_teacher_is_its_path_entropy(generated, corpus, teacher_dir):
+    tokenizer = Tokenizer(corpus.bpe_model)
+    kd = KdConfig(method="one_best")
+    objective = DistillObjective(_loss_config(generated), kd, tokenizer)
+    teacher = load_trained_model(teacher_dir, None, 1, "cpu").model
+    for batch in _batches(generated, corpus, kd):
+        t = batch["targets"]["one_best"]
+        n = int(t["lengths"][0])
+        q = torch.cat([t["logprobs"][0, :n], t["rest"][0, :n, None]], dim=1).double()
+        q = q - q.logsumexp(dim=1, keepdim=True)  # the k + 1 buckets, renormalised as the loss does
+        entropy = -(q.exp() * q).sum().item()
+        ce = objective(teacher, batch, step=10).terms["kd_one_best"]
+        assert ce == pytest.approx(entropy, rel=5e-3, abs=5e-3)
+
+
+def test_hard_targets_train_unlabelled_cuts_on_confident_hypotheses_only(generated, corpus):
+    tokenizer = Tokenizer(corpus.bpe_model)
+    student = tiny_teacher(tokenizer.vocab_size, seed=7)
+    unlabelled = [b for b in _batches(generated, corpus, KdConfig(method="hard")) if not b["texts"][0]]
+    batch = unlabelled[0]
+    assert batch["targets"]["token_lens"][0] > 0, "the random teacher should hypothesise some tokens"
+    score = float(batch["targets"]["hyp"]["scores"][0]) / int(batch["targets"]["frames"][0])
+    kept = DistillObjective(
+        _loss_config(generated), KdConfig(method="hard", min_hyp_score=score - 1), tokenizer
+    )
+    dropped = DistillObjective(
+        _loss_config(generated), KdConfig(method="hard", min_hyp_score=score + 1), tokenizer
+    )
+    assert kept(student, batch, step=10).terms["pruned"] > 0
+    assert dropped(student, batch, step=10).terms["pruned"] == 0
+
+
+def test_a_student_trains_on_stored_targets_with_unlabelled_cuts(generated, corpus, teacher_dir, tmp_path):
+    from kd.config import load_yaml
+    from kd.train.config import TrainConfig
+    from kd.train.trainer import Trainer, load_labelled_cuts
+
+    targets = targets_cuts_path(generated.out_dir, "mixed")
+    unlabelled = tmp_path / "unlabelled_targets.jsonl.gz"
+    CutSet.from_file(targets).filter(lambda c: not c.supervisions[0].text).to_file(unlabelled)
+    config = {
+        "model": TINY_MODEL,
+        "data": {"max_duration": 2.0, "num_buckets": 2, "spec_augment": False},
+        "optim": {"lr": 0.003, "warmup_batches": 2},
+        "loss": {"warm_step": 2, "prune_range": generated.manifest.config.prune_range},
+        "train": {"num_epochs": 1, "num_threads": 1, "save_every_n": 0},
+        "kd": {"method": "one_best", "unlabelled_rnnt": True},
+        "paths": {
+            "train_cuts": str(targets),
+            "unlabelled_cuts": str(unlabelled),
+            "valid_cuts": str(corpus.labelled),
+            "bpe_model": str(corpus.bpe_model),
+        },
+    }
+    path = tmp_path / "student.yaml"
+    path.write_text(yaml.safe_dump(config))
+    train_config = load_yaml(TrainConfig, path)
+    cuts = training_cuts(train_config, load_labelled_cuts)
+    assert sum(not c.supervisions[0].text for c in cuts) == 2 and len(cuts) == 6
+    trainer = Trainer(train_config, tmp_path / "exp")
+    trainer.fit()
+    assert (tmp_path / "exp" / "epoch-1.pt").is_file()
+    assert trainer.global_step >= 1 and trainer.skipped_batches == 0
+
+
+def test_kd_config_errors_name_the_key():
+    with pytest.raises(ValueError, match="kd.method"):
+        KdConfig(method="distil")
+    with pytest.raises(ValueError, match="kd.teacher"):
+        KdConfig(method="one_best", source="online")
+    assert KdConfig(method="soft_lattice").target_types == ["pruned", "hyp"]
+    assert KdConfig(method="hard").target_types == ["hyp"]
