@@ -23,12 +23,16 @@ librispeech_dir=download/LibriSpeech   # LibriSpeech root (with train-clean-100/
 librispeech_parts="train-clean-100 dev-clean dev-other test-clean test-other"   # parts to prepare
 kaldi_dirs=""             # --corpus kaldi: Kaldi data dirs, first is train, then dev, then test sets
 teacher_config=""         # teacher YAML (default egs/<corpus>/conf/teacher.yaml)
+student_config=""         # student YAML (default egs/<corpus>/conf/student.yaml)
+kd_methods="none one_best soft_lattice collapsed encoder_logits hard"   # students to distil (none: no KD)
+target_types="pruned pxpy one_best hyp enc_logits"   # teacher targets to generate
+topk=8                    # teacher classes kept per lattice node / frame in the stored targets
 decode_methods="greedy_search modified_beam_search"   # decoding methods
 avg=1                     # checkpoints averaged for decoding
 device=auto               # auto | cpu | cuda
 force=false               # rerun finished data stages
 
-help_message="Usage: ./run.sh [options]   (stages: 0 corpus, 1 manifests, 2 fbank, 3 bpe, 4 train teacher, 5 decode teacher)"
+help_message="Usage: ./run.sh [options]   (stages: 0 corpus, 1 manifests, 2 fbank, 3 bpe, 4 train teacher, 5 decode teacher, 6 teacher targets, 7 distil students, 8 decode students, 9 export the best student)"
 . utils/parse_options.sh
 
 bash tools/install.sh
@@ -58,7 +62,9 @@ case "$corpus" in
 esac
 [ "$vocab_size" -gt 0 ] || { [ "$corpus" = librispeech ] && vocab_size=500 || vocab_size=256; }
 [ -n "$teacher_config" ] || teacher_config=egs/$corpus/conf/teacher.yaml
+[ -n "$student_config" ] || student_config=egs/$corpus/conf/student.yaml
 if [ "$corpus" = kaldi ] && [ ! -f "$teacher_config" ]; then teacher_config=egs/synth/conf/teacher.yaml; fi
+if [ "$corpus" = kaldi ] && [ ! -f "$student_config" ]; then student_config=egs/synth/conf/student.yaml; fi
 
 data=data/$corpus
 exp=exp/$corpus
@@ -136,6 +142,53 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   python -m kd.bin.decode --exp-dir "$exp/teacher" --avg "$avg" --methods $decode_methods --device "$device" \
     --cuts $(for p in $test_parts; do echo "$data/fbank/${corpus}_cuts_$p.jsonl.gz"; done)
   python -m kd.bin.report "$exp" --out "$exp/results.md" --plot "$exp/wer.png"
+fi
+
+targets=$exp/teacher/targets
+test_cuts=$(for p in $test_parts; do echo "$data/fbank/${corpus}_cuts_$p.jsonl.gz"; done)
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  log "stage 6: teacher targets ($target_types, top-$topk) -> $targets"
+  # Reruns finish unfinished shards only; a finished set is kept.
+  for p in $train_part $unlabelled_parts; do
+    python -m kd.bin.generate_targets --exp-dir "$exp/teacher" --avg "$avg" \
+      --cuts "$data/fbank/${corpus}_cuts_$p.jsonl.gz" --out-dir "$targets" --types $target_types \
+      --topk "$topk" --nj "$nj" --device "$device"
+  done
+fi
+
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
+  for m in $kd_methods; do
+    log "stage 7: distil student ($m, $student_config -> $exp/student_$m)"
+    overrides=("${data_overrides[@]}" "kd.method=$m")
+    if [ "$m" != none ]; then
+      overrides+=("paths.train_cuts=$targets/${corpus}_${train_part}_targets.jsonl.gz")
+      for p in $unlabelled_parts; do
+        overrides+=("paths.unlabelled_cuts=$targets/${corpus}_${p}_targets.jsonl.gz")
+      done
+    fi
+    python -m kd.bin.train --config "$student_config" --exp-dir "$exp/student_$m" "${overrides[@]}"
+  done
+fi
+
+if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
+  for m in $kd_methods; do
+    log "stage 8: decode student_$m ($decode_methods)"
+    python -m kd.bin.decode --exp-dir "$exp/student_$m" --avg "$avg" --methods $decode_methods \
+      --device "$device" --cuts $test_cuts
+  done
+  python -m kd.bin.report "$exp" --out "$exp/results.md" --plot "$exp/wer.png"
+fi
+
+if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
+  best=$(python -m kd.bin.report $(for m in $kd_methods; do echo "$exp/student_$m"; done) \
+    --best "${test_parts##* }" greedy_search)
+  log "stage 9: export the best student ($best) to ONNX and decode ${test_parts##* } with onnxruntime"
+  python -m kd.bin.export --exp-dir "$best" --avg "$avg" --out-dir "$best/onnx" --int8
+  for variant in "" --int8; do
+    python -m kd.bin.infer --model-dir "$best/onnx" --bpe-model "$lang/bpe.model" $variant \
+      --cuts "$data/fbank/${corpus}_cuts_${test_parts##* }.jsonl.gz"
+  done
 fi
 
 log "finished stages $stage..$stop_stage"

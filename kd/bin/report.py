@@ -1,6 +1,7 @@
 """Collects every experiment's WERs into a Markdown table and a plot of WER against parameters.
 
 python -m kd.bin.report exp/synth [more dirs ...] [--out results.md] [--plot wer.png]
+python -m kd.bin.report exp/synth/student_* --best test greedy_search   # prints the best experiment's dir
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from kd.decode.atomic import write_text_atomic
 from kd.decode.report import collect_results, markdown_table, plot_wer_vs_params
@@ -18,6 +20,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("dirs", nargs="+", help="experiment directories, searched recursively for wer-*.json")
     parser.add_argument("--out", help="write the Markdown table here (it is always printed)")
     parser.add_argument("--plot", help="write a PNG of WER against parameters here")
+    parser.add_argument(
+        "--best",
+        nargs=2,
+        metavar=("SET", "METHOD"),
+        help="only print the directory of the experiment with the lowest WER on SET with METHOD",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
@@ -27,6 +35,15 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(str(e))
     if not rows:
         parser.error(f"no wer-*.json under {args.dirs}; run the decode stage first")
+    if args.best:
+        ranked = [r for r in rows if (r.test_set, r.method) == tuple(args.best)]
+        if not ranked:
+            parser.error(f"no {args.best[1]} result on {args.best[0]} under {args.dirs}")
+        best = min(ranked, key=lambda r: r.wer)
+        # Experiments are named relative to the parent of the directory given (see collect_results).
+        candidates = [Path(d).resolve().parent / best.experiment for d in args.dirs]
+        print(next(c for c in candidates if c.is_dir()))
+        return
     table = markdown_table(rows)
     sys.stdout.write(table)
     if args.out:

@@ -86,3 +86,13 @@ def test_report_errors_name_the_file(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit):
         main([str(tmp_path / "missing")])
     assert "no such directory" in capsys.readouterr().err
+
+
+def test_report_best_prints_the_experiment_with_the_lowest_wer(tmp_path, capsys) -> None:
+    write_experiments(tmp_path / "exp")
+    synth = tmp_path / "exp" / "synth"
+    main([str(synth / "teacher"), str(synth / "student"), "--best", "test", "greedy_search"])
+    assert capsys.readouterr().out.strip() == str((synth / "teacher").resolve())
+    with pytest.raises(SystemExit):
+        main([str(synth / "student"), "--best", "dev", "greedy_search"])
+    assert "no greedy_search result on dev" in capsys.readouterr().err
