@@ -43,6 +43,14 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-duration", type=float, default=300.0, help="seconds of audio per batch")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--num-threads", type=int, default=0, help="torch threads on CPU (0: default)")
+    parser.add_argument(
+        "--pass",
+        dest="decode_pass",
+        choices=("final", "first"),
+        default="final",
+        help="cascaded models: decode the final (second) pass or the causal first pass (results tagged "
+        "first_pass_<method>)",
+    )
     return parser
 
 
@@ -54,6 +62,11 @@ def main() -> None:
         torch.set_num_threads(args.num_threads)
     trained = load_trained_model(args.exp_dir, args.epoch, args.avg, device)
     counts = count_parameters(trained.model)
+    model = trained.model
+    if args.decode_pass == "first":
+        if not hasattr(model, "first_pass"):
+            raise SystemExit(f"--pass first: {args.exp_dir} holds a one-pass model (no model.second_pass)")
+        model = model.first_pass
     epoch = int(trained.checkpoints[-1].stem.split("-")[1])
     model_info = {
         "num_params": counts["total"],
@@ -69,7 +82,7 @@ def main() -> None:
         name = set_name(cuts_path)
         for method in args.methods:
             results, stats = decode_dataset(
-                trained.model,
+                model,
                 data.eval_dataloader(cuts),
                 trained.tokenizer,
                 method,
@@ -78,6 +91,8 @@ def main() -> None:
             )
             rtf = stats["decode_seconds"] / max(stats["audio_seconds"], 1e-9)
             tag = f"{method}_beam_{args.beam}" if method == "modified_beam_search" else method
+            if args.decode_pass == "first":
+                tag = f"first_pass_{tag}"
             wer = save_results(args.exp_dir, name, tag, results, rtf=rtf, model_info=model_info)
             logging.info("%s %s: %s (RTF %.4f)", name, tag, wer, rtf)
 

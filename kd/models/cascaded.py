@@ -43,6 +43,7 @@ class SecondPassEncoder(nn.Module):
         resize = config.d_model != input_dim
         self.in_proj = nn.Linear(input_dim, config.d_model) if resize else None
         self.layers = nn.ModuleList(ConformerBlock(config) for _ in range(config.num_layers))
+        self.norm_out = nn.LayerNorm(config.d_model)  # as ConformerEncoder: one norm after the last block
         self.out_proj = nn.Linear(config.d_model, input_dim) if resize else None
 
     def forward(self, h: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
@@ -64,6 +65,7 @@ class SecondPassEncoder(nn.Module):
             h = self.in_proj(h)
         for layer in self.layers:
             h = layer(h, frames, attn_mask, pad_mask)[0]
+        h = self.norm_out(h)
         return h if self.out_proj is None else self.out_proj(h)
 
 

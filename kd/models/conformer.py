@@ -1,8 +1,16 @@
 """Conformer encoder (Gulati et al. 2020) with a causal/chunked mode that streams exactly.
 
-Block: x + FFN/2 -> + MHSA -> + conv module -> + FFN/2 -> LayerNorm (pre-norm residual branches, macaron
-FFNs). Positions are rotary (see :mod:`kd.models.attention`). The conv module normalises with LayerNorm,
-not BatchNorm, so an output frame never depends on other utterances or frames through batch statistics.
+Block: x + FFN/2 -> + MHSA -> + conv module -> + FFN/2 (pre-norm residual branches, macaron FFNs); one
+LayerNorm after the last block. Positions are rotary (see :mod:`kd.models.attention`). The conv module
+normalises with LayerNorm, not BatchNorm, so an output frame never depends on other utterances or frames
+through batch statistics.
+
+There is no LayerNorm at the end of each block (the Conformer paper has one): renormalising the residual
+stream after every block lets the frame-independent part that attention and the FFNs add early in training
+swamp the frame-specific part, block after block, and a 6-block encoder trained from scratch on a small
+corpus then takes many times longer to learn where tokens are in time. Measured on 24 utterances of the
+synthetic corpus with a CTC loss alone (egs/synth/RESULTS.md): 0% WER after 300 updates without the
+per-block norms, 93.6% with them.
 
 Causal mode: the depthwise convolution is left-padded (sees only the past), and attention is chunked (a
 frame sees its own chunk and ``left_context_frames`` before it). :meth:`ConformerEncoder.streaming_forward`
@@ -96,7 +104,6 @@ class ConformerBlock(nn.Module):
         self.norm_conv = nn.LayerNorm(d)
         self.conv = ConvModule(d, config.conv_kernel, config.causal)
         self.ff = FeedForward(d, config.ffn_dim, config.dropout)
-        self.norm_out = nn.LayerNorm(d)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(
@@ -118,7 +125,7 @@ class ConformerBlock(nn.Module):
         conv, conv_cache = self.conv(self.norm_conv(x), pad_mask, conv_cache)
         x = x + self.dropout(conv)
         x = x + 0.5 * self.dropout(self.ff(x))
-        return self.norm_out(x), keys, values, conv_cache
+        return x, keys, values, conv_cache
 
 
 @dataclass
@@ -160,6 +167,7 @@ class ConformerEncoder(nn.Module):
         self.subsampling = Conv2dSubsampling(config.num_features, config.subsampling_channels, config.d_model)
         self.input_dropout = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(ConformerBlock(config) for _ in range(config.num_layers))
+        self.norm_out = nn.LayerNorm(config.d_model)
 
     @staticmethod
     def output_lengths(x_lens: torch.Tensor) -> torch.Tensor:
@@ -217,7 +225,7 @@ class ConformerEncoder(nn.Module):
             attn_mask = allowed | torch.eye(t, dtype=torch.bool, device=x.device)
         for layer in self.layers:
             h = layer(h, frames, attn_mask, pad_mask)[0]
-        return h, lens
+        return self.norm_out(h), lens
 
     def get_init_states(self, batch_size: int, device: torch.device | str = "cpu") -> EncoderState:
         """Empty streaming state: no attention history, zero convolution history."""
@@ -279,7 +287,7 @@ class ConformerEncoder(nn.Module):
             values.append(v)
             convs.append(conv)
         new_states = EncoderState(keys, values, convs, states.processed_frames + c)
-        return h, lens, new_states
+        return self.norm_out(h), lens, new_states
 
     def _require_streaming(self) -> None:
         if not self.causal:

@@ -238,12 +238,12 @@ def block_formula(d: int, f: int, k: int) -> int:
     ffn = norm + linear(d, f) + linear(f, d)
     mhsa = norm + linear(d, 3 * d) + linear(d, d)
     conv = norm + linear(d, 2 * d) + (d * k + d) + norm + linear(d, d)
-    return 2 * ffn + mhsa + conv + norm
+    return 2 * ffn + mhsa + conv
 
 
 def cascaded_formula(cfg: ModelConfig, vocab: int) -> dict[str, int]:
     d, sp, j, dec = cfg.encoder.d_model, cfg.second_pass, cfg.joiner_dim, cfg.decoder
-    second = sp.num_layers * block_formula(sp.d_model, sp.ffn_dim, sp.conv_kernel)
+    second = sp.num_layers * block_formula(sp.d_model, sp.ffn_dim, sp.conv_kernel) + 2 * sp.d_model
     if sp.d_model != d:
         second += linear(d, sp.d_model) + linear(sp.d_model, d)
     if dec.type == "tied":

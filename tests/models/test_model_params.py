@@ -20,8 +20,8 @@ def encoder_formula(cfg) -> int:
     ffn = norm + linear(d, f) + linear(f, d)
     mhsa = norm + linear(d, 3 * d) + linear(d, d)
     conv = norm + linear(d, 2 * d) + (d * k + d) + norm + linear(d, d)
-    block = 2 * ffn + mhsa + conv + norm
-    return subsampling + cfg.num_layers * block
+    block = 2 * ffn + mhsa + conv
+    return subsampling + cfg.num_layers * block + norm  # one LayerNorm after the last block
 
 
 def decoder_formula(cfg: ModelConfig, vocab: int) -> int:
