@@ -117,9 +117,11 @@ class CascadedEncoder(nn.Module):
         x_lens: torch.Tensor,
         chunk_size: int | None = None,
         left_context_frames: int | None = None,
+        warmup: float = 1.0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The second (final) pass: (B, T, F), (B,) -> (B, T', D), (B,); chunking applies to the first."""
-        _, second, lens = self.forward_both(x, x_lens, chunk_size, left_context_frames)
+        """The second (final) pass: (B, T, F), (B,) -> (B, T', D), (B,); chunking and warm-up apply to the
+        first."""
+        _, second, lens = self.forward_both(x, x_lens, chunk_size, left_context_frames, warmup)
         return second, lens
 
     def forward_both(
@@ -128,16 +130,18 @@ class CascadedEncoder(nn.Module):
         x_lens: torch.Tensor,
         chunk_size: int | None = None,
         left_context_frames: int | None = None,
+        warmup: float = 1.0,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Both passes.
 
         Args:
             x: (B, T, F) features, T >= 7. x_lens: (B,) int64 valid frames.
-            chunk_size, left_context_frames: as :meth:`ConformerEncoder.forward`, for the first pass.
+            chunk_size, left_context_frames, warmup: as :meth:`ConformerEncoder.forward`, for the first
+                pass.
         Returns:
             first-pass output (B, T', D), second-pass output (B, T', D), and their lengths (B,) int64.
         """
-        first, lens = self.first_pass(x, x_lens, chunk_size, left_context_frames)
+        first, lens = self.first_pass(x, x_lens, chunk_size, left_context_frames, warmup)
         return first, self.second_pass(first, lens), lens
 
 
@@ -217,11 +221,12 @@ class CascadedTransducer(Transducer):
         lm_scale: float = 0.25,
         rnnt_type: str = "regular",
         reduction: str = "sum",
+        warmup: float = 1.0,
     ) -> CascadedOutput:
         """Both passes' pruned RNN-T losses; the arguments are those of :meth:`Transducer.forward`."""
         if len(y) != x.size(0):
             raise ValueError(f"{len(y)} transcripts for a batch of {x.size(0)} utterances")
-        first, second, lens = self.encoder.forward_both(x, x_lens)
+        first, second, lens = self.encoder.forward_both(x, x_lens, warmup=warmup)
         symbols, y_lens = self.labels_to_symbols(y, x.device)
         decoder_out = self.decoder_forward(symbols, y_lens)
         outputs = [

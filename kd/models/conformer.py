@@ -189,6 +189,7 @@ class ConformerEncoder(nn.Module):
         x_lens: torch.Tensor,
         chunk_size: int | None = None,
         left_context_frames: int | None = None,
+        warmup: float = 1.0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Whole-utterance forward (with the chunked attention mask when chunk_size > 0).
 
@@ -198,6 +199,10 @@ class ConformerEncoder(nn.Module):
             chunk_size, left_context_frames: override the configured chunking (encoder frames; -1 = full
                 context / all history); by default the config's values, or a random draw per batch when
                 training with dynamic chunks.
+            warmup: the fraction of the layer warm-up done (icefall's model warm-up). In training, each
+                block's output is ``a * block(h) + (1 - a) * h`` with ``a = min(0.1 + 0.9 * warmup, 1)``:
+                early on the blocks are mostly bypassed, so the encoder first learns as a shallow network
+                (which finds the alignments far sooner) and the depth fades in. No effect in eval mode.
         Returns:
             encoder_out (B, T', D) and encoder_out_lens (B,) int64; frames past a length are padding.
         """
@@ -223,8 +228,10 @@ class ConformerEncoder(nn.Module):
             # A padding frame may see no valid key at all; letting every frame see itself avoids a
             # softmax over nothing (NaN) that would reach valid frames through masked values.
             attn_mask = allowed | torch.eye(t, dtype=torch.bool, device=x.device)
+        alpha = min(0.1 + 0.9 * warmup, 1.0) if self.training else 1.0
         for layer in self.layers:
-            h = layer(h, frames, attn_mask, pad_mask)[0]
+            out = layer(h, frames, attn_mask, pad_mask)[0]
+            h = out if alpha == 1.0 else alpha * out + (1.0 - alpha) * h
         return self.norm_out(h), lens
 
     def get_init_states(self, batch_size: int, device: torch.device | str = "cpu") -> EncoderState:

@@ -120,6 +120,7 @@ class Transducer(nn.Module):
         lm_scale: float = 0.25,
         rnnt_type: str = "regular",
         reduction: str = "sum",
+        warmup: float = 1.0,
     ) -> TransducerOutput:
         """icefall's pruned RNN-T forward.
 
@@ -130,10 +131,11 @@ class Transducer(nn.Module):
             am_scale, lm_scale: smoothing of the simple loss towards the encoder-only / decoder-only terms.
             rnnt_type: "regular" | "modified" | "constrained" (k2's lattice topologies).
             reduction: "sum" | "mean" | "none".
+            warmup: the encoder's layer warm-up (see :meth:`ConformerEncoder.forward`); 1.0 = done.
         """
         if len(y) != x.size(0):
             raise ValueError(f"{len(y)} transcripts for a batch of {x.size(0)} utterances")
-        encoder_out, encoder_out_lens = self.encoder(x, x_lens)
+        encoder_out, encoder_out_lens = self.encoder(x, x_lens, warmup=warmup)
         symbols, y_lens = self.labels_to_symbols(y, x.device)
         decoder_out = self.decoder_forward(symbols, y_lens)
         return self.transducer_loss(

@@ -37,7 +37,14 @@ from torch import Tensor
 from kd import losses
 from kd.data.tokenizer import Tokenizer
 from kd.losses.topk import TopK
-from kd.train.objective import BatchLoss, LossConfig, TransducerObjective, unwrap, warmup_scales
+from kd.train.objective import (
+    BatchLoss,
+    LossConfig,
+    TransducerObjective,
+    layer_warmup,
+    unwrap,
+    warmup_scales,
+)
 
 if TYPE_CHECKING:
     from lhotse import CutSet
@@ -131,6 +138,7 @@ class DistillObjective:
             lm_scale=self.loss.lm_scale,
             rnnt_type=self.loss.rnnt_type,
             reduction="none",
+            warmup=layer_warmup(self.loss, step),
         )
         keep = self._rnnt_mask(labelled, targets, out.encoder_out_lens)
         simple_scale, pruned_scale = warmup_scales(self.loss, step)

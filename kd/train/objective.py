@@ -24,6 +24,8 @@ class LossConfig:
     warm_step: int = 2000  # batches over which the simple/pruned weights ramp (icefall)
     rnnt_type: str = "regular"  # regular | modified
     ctc_scale: float = 0.0  # weight of the auxiliary CTC loss on the encoder (needs model.ctc_head: true)
+    # Batches over which the encoder's blocks fade in from 90% bypassed (icefall's model_warm_step); 0: off.
+    layer_warm_step: int = 0
 
 
 @dataclass
@@ -50,6 +52,11 @@ class Objective(Protocol):
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The model inside a DistributedDataParallel wrapper (the model itself otherwise)."""
     return getattr(model, "module", model)
+
+
+def layer_warmup(config: LossConfig, step: int) -> float:
+    """The fraction of the encoder's layer warm-up done at global batch ``step`` (1.0 when off)."""
+    return 1.0 if config.layer_warm_step <= 0 else step / config.layer_warm_step
 
 
 def warmup_scales(config: LossConfig, step: int) -> tuple[float, float]:
@@ -85,6 +92,7 @@ class TransducerObjective:
             lm_scale=self.config.lm_scale,
             rnnt_type=self.config.rnnt_type,
             reduction="sum",
+            warmup=layer_warmup(self.config, step),
         )
         simple_scale, pruned_scale = warmup_scales(self.config, step)
         total = simple_scale * out.simple_loss + pruned_scale * out.pruned_loss

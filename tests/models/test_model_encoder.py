@@ -144,3 +144,26 @@ def test_streaming_needs_a_causal_encoder(tiny_encoder_config):
         encoder.get_init_states(1)
     with pytest.raises(ValueError, match="causal"):
         encoder(torch.randn(1, 30, 80), torch.tensor([30]), chunk_size=2)
+
+
+def test_layer_warmup_mixes_each_block_with_its_input_in_training_only(tiny_encoder_config):
+    encoder = ConformerEncoder(tiny_encoder_config(num_layers=3)).train()
+    x, x_lens = torch.randn(2, 60, 80), torch.tensor([60, 45])
+
+    def by_hand(alpha: float) -> torch.Tensor:
+        h = encoder.subsampling(x)
+        t = h.size(1)
+        frames = torch.arange(t)
+        lens = encoder.output_lengths(x_lens)
+        pad = frames[None, :] >= lens[:, None]
+        mask = (~pad[:, None, None, :]) | torch.eye(t, dtype=torch.bool)
+        for layer in encoder.layers:
+            h = alpha * layer(h, frames, mask, pad)[0] + (1 - alpha) * h
+        return encoder.norm_out(h)
+
+    torch.testing.assert_close(encoder(x, x_lens, warmup=0.0)[0], by_hand(0.1))
+    torch.testing.assert_close(encoder(x, x_lens, warmup=0.5)[0], by_hand(0.55))
+    torch.testing.assert_close(encoder(x, x_lens, warmup=2.0)[0], by_hand(1.0))
+    encoder.eval()
+    torch.testing.assert_close(encoder(x, x_lens, warmup=0.0)[0], encoder(x, x_lens)[0])
+    assert not torch.allclose(encoder(x, x_lens)[0], encoder.train()(x, x_lens, warmup=0.0)[0])
