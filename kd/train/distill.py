@@ -15,6 +15,7 @@ Methods (``kd.method``):
     one_best        (c) CE on the teacher's one-best path nodes against its top-k, optional right ``shift``
     soft_lattice    (d) KL on the teacher's pruned lattice: the student's joiner at the teacher's ranges
     encoder_logits  (b, static teacher) KL of the joiner's encoder-only logits per frame
+A cascaded student (METHODS.md (e)) gets the KD term on each pass, weighted as the passes' transducer losses.
     hard            (d) no KD term: unlabelled cuts train on the teacher's hypothesis (pseudo-labels),
                     filtered by confidence (``min_hyp_score``, the hypothesis log-prob per frame)
 
@@ -146,15 +147,17 @@ class DistillObjective:
         pruned = (out.pruned_loss * keep).sum()
         total = simple_scale * simple + pruned_scale * pruned
         terms = {"simple": simple.item(), "pruned": pruned.item()}
+        passes = _passes(unwrap(model), out)
+        final = passes[-1][1]
         if self.loss.ctc_scale > 0:
             ctc = unwrap(model).ctc_loss(
-                out.encoder_out, out.encoder_out_lens, out.symbols, out.boundary[:, 2], reduction="none"
+                final.encoder_out, final.encoder_out_lens, final.symbols, final.boundary[:, 2], "none"
             )
             ctc = (ctc * keep).sum()
             total = total + self.loss.ctc_scale * ctc
             terms["ctc"] = ctc.item()
         if self.kd.method not in ("none", "hard"):
-            kd = self._kd_term(unwrap(model), out, targets, device)
+            kd = sum(w * self._kd_term(unwrap(model), p, targets, device) for w, p in passes)
             total = total + self.kd.weight * kd
             terms[f"kd_{self.kd.method}"] = kd.item()
         return BatchLoss(
@@ -229,6 +232,14 @@ class DistillObjective:
             blank_id=model.blank_id,
             **common,
         )
+
+
+def _passes(model: torch.nn.Module, out: Any) -> list[tuple[float, Any]]:
+    """(weight, TransducerOutput) of each pass: a cascaded student (METHODS.md (e)) distils both of its
+    passes, weighted as their transducer losses are; a one-pass student has one, of weight 1."""
+    if hasattr(out, "second_pass"):
+        return [(model.first_pass_weight, out.first_pass), (model.second_pass_weight, out.second_pass)]
+    return [(1.0, out)]
 
 
 def _topk(t: dict[str, Tensor]) -> TopK:

@@ -146,3 +146,46 @@ def test_kd_config_errors_name_the_key():
         KdConfig(method="one_best", source="online")
     assert KdConfig(method="soft_lattice").target_types == ["pruned", "hyp"]
     assert KdConfig(method="hard").target_types == ["hyp"]
+
+
+def test_a_cascaded_student_distils_both_passes(generated, corpus):
+    from kd.config import from_dict
+    from kd.models import build_model
+    from kd.models.config import ModelConfig
+
+    tokenizer = Tokenizer(corpus.bpe_model)
+    config = {
+        **TINY_MODEL,
+        "encoder": {**TINY_MODEL["encoder"], "causal": True, "chunk_size": 4, "left_context_frames": 8},
+        "second_pass": {
+            "num_layers": 1,
+            "d_model": 16,
+            "num_heads": 2,
+            "ffn_dim": 32,
+            "conv_kernel": 3,
+            "dropout": 0.0,
+        },
+    }
+    torch.manual_seed(3)
+    student = build_model(from_dict(ModelConfig, config), tokenizer.vocab_size)
+    kd = KdConfig(method="soft_lattice")
+    objective = DistillObjective(_loss_config(generated), kd, tokenizer)
+    batch = next(b for b in _batches(generated, corpus, kd) if b["texts"][0])
+    loss = objective(student, batch, step=10)
+    # The KD term is the passes' weighted sum: recompute it pass by pass.
+    out = student(batch["features"], batch["feature_lens"], batch["targets"]["tokens"], prune_range=3)
+    teacher = batch["targets"]["pruned"]
+    from kd.losses import soft_lattice_kl
+    from kd.losses.topk import TopK
+
+    per_pass = []
+    for p in (out.first_pass, out.second_pass):
+        ranges = teacher["ranges"][:, : p.encoder_out.size(1)]
+        logits = student.pruned_logits(p.encoder_out, p.decoder_out, ranges)
+        top = TopK(teacher["logprobs"], teacher["ids"], teacher["rest"])
+        per_pass.append(soft_lattice_kl(logits, top, ranges, p.encoder_out_lens, p.boundary[:, 2]).item())
+    expected = 0.5 * per_pass[0] + 0.5 * per_pass[1]
+    assert loss.terms["kd_soft_lattice"] == pytest.approx(expected, rel=1e-5)
+    loss.total.backward()
+    for part in (student.encoder.first_pass, student.encoder.second_pass):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters())
