@@ -4,6 +4,8 @@
         --methods greedy_search modified_beam_search --cuts data/synth/fbank/synth_cuts_test.jsonl.gz
 
 Writes recogs-/errs-/wer-<set>-<method>.txt (+ .json) into --exp-dir; <set> is the cuts file's split name.
+A co-learning experiment (kd.mode: colearn) holds a teacher and a student: the student is decoded unless
+--part teacher is given, whose results are tagged teacher_<method> in the same --exp-dir.
 """
 
 from __future__ import annotations
@@ -51,6 +53,13 @@ def get_parser() -> argparse.ArgumentParser:
         help="cascaded models: decode the final (second) pass or the causal first pass (results tagged "
         "first_pass_<method>)",
     )
+    parser.add_argument(
+        "--part",
+        choices=("student", "teacher"),
+        default=None,
+        help="co-learning experiments (kd.mode: colearn): the model to decode (default: the student); "
+        "the teacher's results are tagged teacher_<method>",
+    )
     return parser
 
 
@@ -60,7 +69,7 @@ def main() -> None:
     device = resolve_device(args.device)
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
-    trained = load_trained_model(args.exp_dir, args.epoch, args.avg, device)
+    trained = load_trained_model(args.exp_dir, args.epoch, args.avg, device, part=args.part)
     counts = count_parameters(trained.model)
     model = trained.model
     if args.decode_pass == "first":
@@ -74,6 +83,8 @@ def main() -> None:
         "epoch": epoch,
         "avg": args.avg,
     }
+    if args.part is not None:
+        model_info["part"] = args.part
     data = AsrDataModule(DataConfig(max_duration=args.max_duration))
     for cuts_path in args.cuts:
         if not cuts_path.is_file():
@@ -93,6 +104,8 @@ def main() -> None:
             tag = f"{method}_beam_{args.beam}" if method == "modified_beam_search" else method
             if args.decode_pass == "first":
                 tag = f"first_pass_{tag}"
+            if args.part == "teacher":
+                tag = f"teacher_{tag}"
             wer = save_results(args.exp_dir, name, tag, results, rtf=rtf, model_info=model_info)
             logging.info("%s %s: %s (RTF %.4f)", name, tag, wer, rtf)
 

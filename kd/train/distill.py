@@ -14,10 +14,20 @@ Methods (``kd.method``):
                     the ``full`` lattice (``kd.lattice``); teacher px/py from the ``pxpy`` targets
     one_best        (c) CE on the teacher's one-best path nodes against its top-k, optional right ``shift``
     soft_lattice    (d) KL on the teacher's pruned lattice: the student's joiner at the teacher's ranges
-    encoder_logits  (b, static teacher) KL of the joiner's encoder-only logits per frame
-A cascaded student (METHODS.md (e)) gets the KD term on each pass, weighted as the passes' transducer losses.
+    encoder_logits  (b) KL of the joiner's encoder-only logits per frame
     hard            (d) no KD term: unlabelled cuts train on the teacher's hypothesis (pseudo-labels),
                     filtered by confidence (``min_hyp_score``, the hypothesis log-prob per frame)
+A cascaded student (METHODS.md (e)) gets the KD term on each pass, weighted as the passes' transducer losses.
+
+Teacher modes (``kd.mode``):
+    static   a trained, frozen teacher: stored targets or an online teacher, as above
+    colearn  (b, encoder_logits only) CoDERT's co-learning: a teacher of architecture ``kd.teacher_model`` and
+             the student train together from scratch in this job (kd.models.colearn.CoLearner),
+             L = L_rnnt(T) + L_rnnt(S) + weight * KL(e^T || e^S) with the teacher's encoder logits e^T
+             detached (:class:`CoLearnObjective`); with ``kd.shared_decoder`` the two share one decoder and
+             joiner ("implicit distillation", which ``weight: 0`` isolates). The checkpoints hold both
+             models; the student is validated. ``kd.shared_decoder`` needs colearn: for a static teacher
+             the source leaves open whether its shared decoder would stay frozen or train on.
 
 The student's lattice is built on the tokens the targets were made for: the reference of a labelled cut,
 the teacher's hypothesis of an unlabelled one. The transducer loss of an unlabelled cut (on that hypothesis)
@@ -38,6 +48,8 @@ from torch import Tensor
 from kd import losses
 from kd.data.tokenizer import Tokenizer
 from kd.losses.topk import TopK
+from kd.models import ModelConfig, build_model
+from kd.models.colearn import CoLearner
 from kd.train.objective import (
     BatchLoss,
     LossConfig,
@@ -54,6 +66,7 @@ if TYPE_CHECKING:
     from kd.train.config import TrainConfig
 
 METHODS = ("none", "collapsed", "one_best", "soft_lattice", "encoder_logits", "hard")
+MODES = ("static", "colearn")
 # The stored target type each method reads.
 TARGET_TYPE = {
     "collapsed": "pxpy",
@@ -80,10 +93,22 @@ class KdConfig:
     shift: int = 0  # one_best: frames the teacher path moves right (streaming students)
     unlabelled_rnnt: bool = False  # train unlabelled cuts also with the transducer loss on the hypothesis
     min_hyp_score: float = -math.inf  # drop pseudo-labels whose log-prob per frame is below this
+    mode: str = "static"  # static (a trained teacher) | colearn (teacher and student trained together)
+    shared_decoder: bool = False  # colearn: the student uses the teacher's decoder and joiner
+    teacher_model: ModelConfig | None = None  # colearn: the co-learned teacher's architecture
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"kd.method={self.method!r} must be one of {list(METHODS)}")
+        if self.mode not in MODES:
+            raise ValueError(f"kd.mode={self.mode!r} must be one of {list(MODES)}")
+        if self.mode == "colearn":
+            self._check_colearn()
+        elif self.shared_decoder or self.teacher_model is not None:
+            raise ValueError(
+                "kd.shared_decoder and kd.teacher_model belong to kd.mode=colearn (a static teacher's "
+                "architecture comes from its experiment dir); set kd.mode: colearn or drop them"
+            )
         if self.source not in ("stored", "online"):
             raise ValueError(f"kd.source={self.source!r} must be 'stored' or 'online'")
         if self.lattice not in ("pruned", "full"):
@@ -96,10 +121,26 @@ class KdConfig:
         if self.source == "online" and self.method != "none" and not self.teacher:
             raise ValueError("kd.source=online needs kd.teacher: the teacher's experiment dir")
 
+    def _check_colearn(self) -> None:
+        if self.method != "encoder_logits":
+            raise ValueError(
+                f"kd.mode=colearn distils encoder logits: set kd.method: encoder_logits (got {self.method!r})"
+            )
+        if self.teacher_model is None:
+            raise ValueError(
+                "kd.mode=colearn needs kd.teacher_model: the architecture of the teacher trained in this job "
+                "(a mapping like the top-level model section)"
+            )
+        if self.source != "stored" or self.teacher:
+            raise ValueError(
+                "kd.source=online and kd.teacher name a trained teacher; kd.mode=colearn trains its teacher "
+                "in this job: drop them"
+            )
+
     @property
     def target_types(self) -> list[str]:
-        """The target types this method reads ([] for none)."""
-        if self.method == "none":
+        """The target types this method reads ([] for none and for a co-learned teacher)."""
+        if self.method == "none" or self.mode == "colearn":
             return []
         return [TARGET_TYPE[self.method]] + (["hyp"] if self.method != "hard" else [])
 
@@ -142,21 +183,9 @@ class DistillObjective:
             warmup=layer_warmup(self.loss, step),
         )
         keep = self._rnnt_mask(labelled, targets, out.encoder_out_lens)
-        simple_scale, pruned_scale = warmup_scales(self.loss, step)
-        simple = (out.simple_loss * keep).sum()
-        pruned = (out.pruned_loss * keep).sum()
-        total = simple_scale * simple + pruned_scale * pruned
-        terms = {"simple": simple.item(), "pruned": pruned.item()}
-        passes = _passes(unwrap(model), out)
-        final = passes[-1][1]
-        if self.loss.ctc_scale > 0:
-            ctc = unwrap(model).ctc_loss(
-                final.encoder_out, final.encoder_out_lens, final.symbols, final.boundary[:, 2], "none"
-            )
-            ctc = (ctc * keep).sum()
-            total = total + self.loss.ctc_scale * ctc
-            terms["ctc"] = ctc.item()
+        total, terms = _transducer_terms(self.loss, unwrap(model), out, keep, step)
         if self.kd.method not in ("none", "hard"):
+            passes = _passes(unwrap(model), out)
             kd = sum(w * self._kd_term(unwrap(model), p, targets, device) for w, p in passes)
             total = total + self.kd.weight * kd
             terms[f"kd_{self.kd.method}"] = kd.item()
@@ -234,6 +263,108 @@ class DistillObjective:
         )
 
 
+class CoLearnObjective:
+    """CoDERT co-learning (``kd.mode: colearn``): both transducer losses of a
+    :class:`~kd.models.colearn.CoLearner` plus the encoder-logit KL of the student against the teacher,
+
+        L = L_rnnt(T) + L_rnnt(S) + weight * sum_t KL(softmax(e^T_t / tau) || softmax(e^S_t / tau)),
+
+    each L_rnnt weighted as :class:`DistillObjective` weights the student's (simple, pruned, ctc). The
+    teacher's encoder logits are computed without autograd, so the KD term trains the student only (and,
+    with a shared decoder, the shared output layer through the student's logits); the teacher learns from
+    its own transducer loss. A cascaded student distils each pass against the teacher's final pass.
+
+    Terms: ``teacher_simple``, ``teacher_pruned``, ``student_simple``, ``student_pruned`` (``*_ctc`` with
+    ``loss.ctc_scale``), ``kd_encoder_logits``.
+    """
+
+    def __init__(self, loss: LossConfig, kd: KdConfig, tokenizer: Tokenizer) -> None:
+        self.loss = loss
+        self.kd = kd
+        self.tokenizer = tokenizer
+
+    def __call__(self, model: torch.nn.Module, batch: dict[str, Any], step: int) -> BatchLoss:
+        colearner = unwrap(model)
+        if not isinstance(colearner, CoLearner):
+            raise TypeError(
+                f"kd.mode=colearn trains a CoLearner, got a {type(colearner).__name__}: build the model with "
+                "build_training_model"
+            )
+        device = next(model.parameters()).device
+        features = batch["features"].to(device)
+        feature_lens = batch["feature_lens"].to(device)
+        out = model(
+            features,
+            feature_lens,
+            self.tokenizer.encode(batch["texts"]),
+            prune_range=self.loss.prune_range,
+            am_scale=self.loss.am_scale,
+            lm_scale=self.loss.lm_scale,
+            rnnt_type=self.loss.rnnt_type,
+            reduction="none",
+            warmup=layer_warmup(self.loss, step),
+        )
+        every = torch.ones(features.size(0), device=device)
+        total = torch.zeros((), device=device)
+        terms: dict[str, float] = {}
+        for name in ("teacher", "student"):
+            part_total, part_terms = _transducer_terms(
+                self.loss, getattr(colearner, name), getattr(out, name), every, step
+            )
+            total = total + part_total
+            terms.update({f"{name}_{k}": v for k, v in part_terms.items()})
+        teacher = _passes(colearner.teacher, out.teacher)[-1][1]
+        with torch.no_grad():
+            teacher_logits = colearner.teacher.joiner.encoder_logits(teacher.encoder_out)
+        kd = sum(
+            w
+            * losses.encoder_logit_kl(
+                colearner.student.joiner.encoder_logits(p.encoder_out),
+                teacher_logits,
+                p.encoder_out_lens,
+                temperature=self.kd.temperature,
+                scale_by_t2=self.kd.scale_by_t2,
+            )
+            for w, p in _passes(colearner.student, out.student)
+        )
+        terms["kd_encoder_logits"] = kd.item()
+        return BatchLoss(
+            total=total + self.kd.weight * kd,
+            terms=terms,
+            num_frames=int(out.encoder_out_lens.sum().item()),
+            num_utts=features.size(0),
+        )
+
+
+def _transducer_terms(
+    config: LossConfig, model: torch.nn.Module, out: Any, keep: Tensor, step: int
+) -> tuple[Tensor, dict[str, float]]:
+    """One model's weighted transducer loss (simple, pruned and, with ``ctc_scale``, CTC on the final pass)
+    over the utterances ``keep`` selects.
+
+    Args:
+        model: the bare transducer ``out`` came from.
+        out: its forward with reduction="none": losses (B,).
+        keep: (B,) float, 1.0 for the utterances whose loss counts.
+    Returns:
+        (the weighted sum, a scalar tensor; each term summed over the kept utterances).
+    """
+    simple_scale, pruned_scale = warmup_scales(config, step)
+    simple = (out.simple_loss * keep).sum()
+    pruned = (out.pruned_loss * keep).sum()
+    total = simple_scale * simple + pruned_scale * pruned
+    terms = {"simple": simple.item(), "pruned": pruned.item()}
+    if config.ctc_scale > 0:
+        final = _passes(model, out)[-1][1]
+        ctc = model.ctc_loss(
+            final.encoder_out, final.encoder_out_lens, final.symbols, final.boundary[:, 2], "none"
+        )
+        ctc = (ctc * keep).sum()
+        total = total + config.ctc_scale * ctc
+        terms["ctc"] = ctc.item()
+    return total, terms
+
+
 def _passes(model: torch.nn.Module, out: Any) -> list[tuple[float, Any]]:
     """(weight, TransducerOutput) of each pass: a cascaded student (METHODS.md (e)) distils both of its
     passes, weighted as their transducer losses are; a one-pass student has one, of weight 1."""
@@ -299,17 +430,29 @@ class OnlineTeacher:
         return collate_computed(computed, self.target_config.types, self.shift, self.tokenizer)
 
 
+def build_training_model(config: TrainConfig, vocab_size: int) -> torch.nn.Module:
+    """The model a training config trains: ``config.model``, or for ``kd.mode: colearn`` a
+    :class:`~kd.models.colearn.CoLearner` of ``kd.teacher_model`` and ``config.model`` (the student)."""
+    kd = config.kd
+    if kd.mode == "colearn":
+        return CoLearner(kd.teacher_model, config.model, vocab_size, shared_decoder=kd.shared_decoder)
+    return build_model(config.model, vocab_size=vocab_size)
+
+
 def build_objective(
     config: TrainConfig, tokenizer: Tokenizer, device: torch.device
-) -> tuple[TransducerObjective | DistillObjective, TargetLoader | None]:
+) -> tuple[TransducerObjective | DistillObjective | CoLearnObjective, TargetLoader | None]:
     """The objective a training config asks for, and the targets loader its data module needs.
 
     Returns:
-        (objective, target loader or None): the plain transducer objective for ``kd.method: none``;
-        otherwise a :class:`DistillObjective`, with a loader of the targets attached to
-        ``paths.train_cuts`` (stored) or an :class:`OnlineTeacher` (online).
+        (objective, target loader or None): the plain transducer objective for ``kd.method: none``; a
+        :class:`CoLearnObjective` for ``kd.mode: colearn`` (no targets); otherwise a
+        :class:`DistillObjective`, with a loader of the targets attached to ``paths.train_cuts`` (stored)
+        or an :class:`OnlineTeacher` (online).
     """
     kd = config.kd
+    if kd.mode == "colearn":
+        return CoLearnObjective(config.loss, kd, tokenizer), None
     if kd.method == "none":
         return TransducerObjective(config.loss, tokenizer), None
     if kd.source == "online":
@@ -339,6 +482,11 @@ def training_cuts(config: TrainConfig, load_labelled: Callable[[str, str], CutSe
         raise ValueError(
             "paths.unlabelled_cuts is set but kd.method is none: a student without KD cannot use unlabelled "
             "audio; pick a KD method or drop paths.unlabelled_cuts"
+        )
+    if config.kd.mode == "colearn":
+        raise ValueError(
+            "paths.unlabelled_cuts is set but kd.mode is colearn: the co-learned teacher trains on "
+            "transcripts and has no hypotheses to give; drop paths.unlabelled_cuts"
         )
     unlabelled = CutSet.from_file(config.paths.unlabelled_cuts).to_eager()
     return (cuts + unlabelled).to_eager()

@@ -9,9 +9,10 @@ import torch
 
 from kd.config import ConfigError, load_yaml
 from kd.data.tokenizer import Tokenizer
-from kd.models import build_model
+from kd.models.colearn import colearn_part
 from kd.train.checkpoint import average_state_dicts, select_for_averaging
 from kd.train.config import TrainConfig
+from kd.train.distill import build_training_model
 from kd.train.sparsity import apply_masks, masks_from_checkpoint
 
 
@@ -19,7 +20,7 @@ from kd.train.sparsity import apply_masks, masks_from_checkpoint
 class TrainedModel:
     model: torch.nn.Module  # in eval mode
     tokenizer: Tokenizer
-    config: TrainConfig
+    config: TrainConfig  # the experiment's (a co-learned teacher's architecture is config.kd.teacher_model)
     checkpoints: list[Path]  # the averaged checkpoints
 
 
@@ -29,12 +30,18 @@ def load_trained_model(
     avg: int = 1,
     device: torch.device | str = "cpu",
     bpe_model: str | None = None,
+    part: str | None = None,
 ) -> TrainedModel:
     """Builds the model of ``exp_dir/config.yaml`` with the average of epochs ``epoch-avg+1 .. epoch``;
     a sparse model's pruned weights are zeroed again with the last checkpoint's masks.
 
+    A co-learning experiment (``kd.mode: colearn``) holds a teacher and a student: ``part`` picks one, as a
+    plain transducer (None: the student). Any other experiment holds one model, which ``part`` None or
+    "student" gives.
+
     Raises:
-        ConfigError: when the tokenizer's vocabulary does not match the model's output layer.
+        ConfigError: when the tokenizer's vocabulary does not match the model's output layer, or ``part``
+            is "teacher" for an experiment that did not co-learn one.
         CheckpointError: when a checkpoint is missing or unreadable.
     """
     exp_dir = Path(exp_dir)
@@ -42,7 +49,7 @@ def load_trained_model(
     tokenizer = Tokenizer(bpe_model or config.paths.bpe_model)
     paths = select_for_averaging(exp_dir, epoch, avg)
     state = average_state_dicts(paths)
-    model = build_model(config.model, vocab_size=tokenizer.vocab_size)
+    model = build_training_model(config, tokenizer.vocab_size)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
@@ -55,4 +62,8 @@ def load_trained_model(
     if masks is not None:
         # Averaging revives the weights pruned in the last checkpoint but not in the earlier ones.
         apply_masks(model, masks)
+    try:
+        model = colearn_part(model, part or "student")
+    except ValueError as e:
+        raise ConfigError(f"{exp_dir}: {e}") from e
     return TrainedModel(model.to(device).eval(), tokenizer, config, paths)

@@ -26,7 +26,8 @@ from tqdm import tqdm
 from kd.config import ConfigError, from_dict, save_yaml, to_dict
 from kd.data.datamodule import AsrDataModule
 from kd.data.tokenizer import Tokenizer
-from kd.models import ModelConfig, build_model, count_parameters
+from kd.models import ModelConfig, count_parameters
+from kd.models.colearn import colearn_part
 from kd.train.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -36,7 +37,7 @@ from kd.train.checkpoint import (
     set_rng_state,
 )
 from kd.train.config import TrainConfig
-from kd.train.distill import build_objective, training_cuts
+from kd.train.distill import build_objective, build_training_model, training_cuts
 from kd.train.distributed import DistInfo, all_reduce_sum, cleanup_distributed, setup_distributed
 from kd.train.objective import BatchLoss, Objective, TransducerObjective
 from kd.train.optim import build_optimizer
@@ -98,7 +99,9 @@ class Trainer:
         seed_everything(config.train.seed + self.dist.rank)
 
         self.tokenizer = Tokenizer(config.paths.bpe_model)
-        self.model = build_model(config.model, vocab_size=self.tokenizer.vocab_size).to(self.device)
+        # Co-learning (kd.mode: colearn) trains teacher and student as one module, so one optimiser,
+        # checkpoint and resume cover both.
+        self.model = build_training_model(config, self.tokenizer.vocab_size).to(self.device)
         self.optimizer, self.scheduler = build_optimizer(self.model, config.optim)
         self.pruner = Pruner(self.model, config.sparsity) if config.sparsity.enabled else None
         targets = None
@@ -106,7 +109,8 @@ class Trainer:
             self.objective, targets = build_objective(config, self.tokenizer, self.device)
         else:
             self.objective = objective_factory(config, self.tokenizer)
-        # Validation scores the student's own transducer loss, on cuts that carry no teacher targets.
+        # Validation scores the student's own transducer loss (a co-learned teacher's is not validated), on
+        # cuts that carry no teacher targets.
         self.valid_objective = TransducerObjective(config.loss, self.tokenizer)
         self.data = AsrDataModule(config.data, targets=targets)
         self.valid_data = AsrDataModule(config.data)
@@ -330,9 +334,10 @@ class Trainer:
     def _validate_loss(self, cuts: CutSet) -> None:
         self.model.eval()
         totals = torch.zeros(2, dtype=torch.float64, device=self.device)
+        student = colearn_part(self._bare_model(), "student")
         for batch in self.valid_data.eval_dataloader(cuts):
             with self._autocast():
-                loss = self.valid_objective(self._bare_model(), batch, self.global_step)
+                loss = self.valid_objective(student, batch, self.global_step)
             if math.isfinite(loss.total.item()):
                 totals += torch.tensor([loss.total.item(), loss.num_frames], device=self.device)
         self.model.train()

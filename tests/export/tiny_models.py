@@ -51,5 +51,5 @@ def make_model(
     with torch.no_grad():
         model.joiner.encoder_proj.weight.mul_(4.0)
         model.joiner.output_linear.weight.mul_(3.0)
-        model.joiner.output_linear.bias[model.blank_id] = 2.0
+        model.joiner.output_linear.bias[model.blank_id] = 2.5
     return model
