@@ -403,7 +403,13 @@ class OnlineTeacher:
         self.tokenizer = tokenizer
         self.shift = config.shift
         self.target_config = TargetConfig(
-            types=config.target_types,
+            # The hypothesis scores only serve the pseudo-label filter; an unlabelled cut's hypothesis is
+            # searched anyway (its lattice is built on it), so a labelled batch skips the beam search.
+            types=[
+                t
+                for t in config.target_types
+                if t != "hyp" or config.method == "hard" or config.unlabelled_rnnt
+            ],
             topk=config.topk,
             prune_range=loss.prune_range,
             lm_scale=loss.lm_scale,

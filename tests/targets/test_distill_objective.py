@@ -8,7 +8,6 @@ import warnings
 import pytest
 import torch
 import yaml
-from conftest import TINY_MODEL, tiny_teacher  # noqa: E402
 from lhotse import CutSet
 
 from kd.data.datamodule import AsrDataModule, DataConfig
@@ -18,6 +17,8 @@ from kd.targets.manifest import targets_cuts_path
 from kd.train.distill import DistillObjective, KdConfig, OnlineTeacher, training_cuts
 from kd.train.objective import LossConfig
 from kd.train.restore import load_trained_model
+
+from .conftest import TINY_MODEL, tiny_teacher
 
 KL_METHODS = ("collapsed", "soft_lattice", "encoder_logits")
 METHODS = (*KL_METHODS, "one_best", "hard")
