@@ -34,6 +34,9 @@ class EncoderConfig:
     conv_kernel: int = 31  # depthwise convolution kernel of the conv module (odd unless causal)
     dropout: float = 0.1
     rotary_base: float = 10000.0  # base of the rotary position encoding's frequencies
+    # A LayerNorm at the end of every block (the Conformer paper's layout) instead of one after the last
+    # block: much slower to learn alignments from scratch (see kd/models/conformer.py).
+    block_norm: bool = False
     # Streaming. A causal encoder uses causal convolutions and, at evaluation, chunked attention with
     # chunk_size frames per chunk and left_context_frames frames of history (-1 = all history).
     causal: bool = False
