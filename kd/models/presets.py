@@ -21,6 +21,7 @@ def synth_teacher() -> ModelConfig:
         ),
         decoder=DecoderConfig(type="stateless", dim=256, context_size=2),
         joiner_dim=256,
+        ctc_head=True,
     )
 
 

@@ -43,6 +43,7 @@ def model_formula(cfg: ModelConfig, vocab: int) -> dict[str, int]:
         "decoder": decoder_formula(cfg, vocab),
         "simple_am_proj": linear(d_enc, vocab),
         "simple_lm_proj": linear(d_dec, vocab),
+        **({"ctc_output": linear(cfg.encoder.d_model, vocab)} if cfg.ctc_head else {}),
     }
     counts["total"] = sum(counts.values())
     return counts
