@@ -16,7 +16,8 @@ teacher's softmax at temperature 1 and the log of the remaining mass (kd.losses.
                 reference lattice, kd.losses.one_best; unlabelled: the alignment of its best beam-search
                 hypothesis, T + U nodes), with logprobs, ids (N, k) and rest (N,) at each node.
     enc_logits: logprobs, ids (T, k) and rest (T,) of the joiner on the encoder alone (CoDERT).
-    hyp:        the best modified-beam-search hypothesis (tokens, frame of each token, score).
+    hyp:        the best modified-beam-search hypothesis (tokens, frame of each token, score) of an unlabelled
+                cut (labelled cuts are not searched).
 """
 
 from __future__ import annotations
@@ -128,7 +129,9 @@ def compute_targets(
         encoder_out, encoder_out_lens = model.encoder(features, feature_lens)
     frames = encoder_out_lens.tolist()
 
-    search = [b for b, y in enumerate(labels) if "hyp" in config.types or (y is None and config.needs_tokens)]
+    # Only unlabelled cuts are searched: their hypothesis is their transcript (hard targets) and the label
+    # sequence of their lattice targets; a labelled cut's reference takes both roles.
+    search = [b for b, y in enumerate(labels) if y is None and ("hyp" in config.types or config.needs_tokens)]
     hyps: dict[int, Hypothesis] = {}
     if search:
         with timed(stats, "search", device):
