@@ -82,6 +82,7 @@ def main() -> None:
                 frames=0,
                 greedy_s=0.0,
                 beam_s=0.0,
+                audio_s=sum(c.duration for b in batches for c in b["cuts"]),
             )
         )
 
@@ -114,14 +115,17 @@ def main() -> None:
     print(
         f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} threads"
     )
-    print(f"# cuts: {args.cuts} ({len(cuts)} cuts, {audio_seconds / 3600:.3f} h)")
+    used = runs[0]["audio_s"]
+    print(
+        f"# cuts: {args.cuts} ({len(cuts)} cuts, {audio_seconds / 3600:.3f} h), {used:.1f} s of them measured"
+    )
     print("| model | params | weights | train (encoder frames/s) | RTF greedy | RTF beam 4 |")
     print("|---|---:|---|---:|---:|---:|")
     for run in runs:
         print(
             f"| {run['name']} | {run['params'] / 1e6:.2f} M | {run['trained']} | "
-            f"{run['frames'] / run['train_s']:,.0f} | {run['greedy_s'] / audio_seconds:.4f} | "
-            f"{run['beam_s'] / audio_seconds:.4f} |"
+            f"{run['frames'] / run['train_s']:,.0f} | {run['greedy_s'] / run['audio_s']:.4f} | "
+            f"{run['beam_s'] / run['audio_s']:.4f} |"
         )
     if len(runs) > 1:
         base = runs[0]
