@@ -27,12 +27,14 @@ student_config=""         # student YAML (default egs/<corpus>/conf/student.yaml
 kd_methods="none one_best soft_lattice"   # students to distil (none: no KD; also collapsed encoder_logits hard)
 target_types="pruned pxpy one_best hyp enc_logits"   # teacher targets to generate
 topk=8                    # teacher classes kept per lattice node / frame in the stored targets
+nst_iterations=0          # stage 10: Noisy Student rounds (teacher -> student -> next teacher); 0: off
+nst_min_hyp_score=-1.0    # stage 10: pseudo-labels below this log-prob per frame are dropped
 decode_methods="greedy_search modified_beam_search"   # decoding methods
 avg=1                     # checkpoints averaged for decoding
 device=auto               # auto | cpu | cuda
 force=false               # rerun finished data stages
 
-help_message="Usage: ./run.sh [options]   (stages: 0 corpus, 1 manifests, 2 fbank, 3 bpe, 4 train teacher, 5 decode teacher, 6 teacher targets, 7 distil students, 8 decode students, 9 export the best student)"
+help_message="Usage: ./run.sh [options]   (stages: 0 corpus, 1 manifests, 2 fbank, 3 bpe, 4 train teacher, 5 decode teacher, 6 teacher targets, 7 distil students, 8 decode students, 9 export the best student, 10 Noisy Student Training)"
 . utils/parse_options.sh
 
 bash tools/install.sh
@@ -189,6 +191,32 @@ if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
     python -m kd.bin.infer --model-dir "$best/onnx" --bpe-model "$lang/bpe.model" $variant \
       --cuts "$data/fbank/${corpus}_cuts_${test_parts##* }.jsonl.gz"
   done
+fi
+
+if [ "$stage" -le 10 ] && [ "$stop_stage" -ge 10 ] && [ "$nst_iterations" -gt 0 ]; then
+  # Noisy Student Training (METHODS.md (d)): each round's student, trained with noise (the student config's
+  # SpecAugment and dropout) on the labelled data plus the previous teacher's confident pseudo-labels,
+  # becomes the next round's teacher.
+  nst_teacher=$exp/teacher
+  for i in $(seq 1 "$nst_iterations"); do
+    round=$exp/nst_$i
+    log "stage 10: Noisy Student round $i: pseudo-labels from $nst_teacher -> $round"
+    for p in $train_part $unlabelled_parts; do
+      python -m kd.bin.generate_targets --exp-dir "$nst_teacher" --avg "$avg" \
+        --cuts "$data/fbank/${corpus}_cuts_$p.jsonl.gz" --out-dir "$round/targets" --types hyp --nj "$nj" \
+        --device "$device"
+    done
+    overrides=("${data_overrides[@]}" kd.method=hard "kd.min_hyp_score=$nst_min_hyp_score" data.spec_augment=true
+      "paths.train_cuts=$round/targets/${corpus}_${train_part}_targets.jsonl.gz")
+    for p in $unlabelled_parts; do
+      overrides+=("paths.unlabelled_cuts=$round/targets/${corpus}_${p}_targets.jsonl.gz")
+    done
+    python -m kd.bin.train --config "$student_config" --exp-dir "$round" "${overrides[@]}"
+    python -m kd.bin.decode --exp-dir "$round" --avg "$avg" --methods $decode_methods --device "$device" \
+      --cuts $test_cuts
+    nst_teacher=$round
+  done
+  python -m kd.bin.report "$exp" --out "$exp/results.md" --plot "$exp/wer.png"
 fi
 
 log "finished stages $stage..$stop_stage"
