@@ -28,7 +28,7 @@ from kd.data.tokenizer import Tokenizer
 from kd.decode.greedy import greedy_search_batch
 from kd.models import build_model
 from kd.train.config import TrainConfig
-from kd.train.objective import layer_warmup, warmup_scales
+from kd.train.objective import TransducerObjective, layer_warmup
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -84,6 +84,7 @@ def main() -> None:
     features = [torch.from_numpy(c.load_features()) for c in cuts]
     texts = [c.supervisions[0].text for c in cuts]
     labels = tokenizer.encode(texts)
+    objective = TransducerObjective(config.loss, tokenizer)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-3)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / args.warmup))
     generator = torch.Generator().manual_seed(args.seed)
@@ -115,23 +116,17 @@ def main() -> None:
             break
         batch = torch.randperm(len(cuts), generator=generator)[: args.batch_size].tolist()
         x, x_lens = pad([features[i] for i in batch])
-        y = [labels[i] for i in batch]
         if args.ctc_only:
             encoder_out, lens = model.encoder(x, x_lens, warmup=layer_warmup(config.loss, step))
-            symbols, y_lens = model.labels_to_symbols(y, x.device)
+            symbols, y_lens = model.labels_to_symbols([labels[i] for i in batch], x.device)
             loss = model.ctc_loss(encoder_out, lens, symbols, y_lens)
+            frames = int(lens.sum())
         else:
-            out = model(
-                x, x_lens, y, prune_range=config.loss.prune_range, warmup=layer_warmup(config.loss, step)
+            # The training loop's own objective: the same loss weights, warm-ups and CTC term.
+            out = objective(
+                model, {"features": x, "feature_lens": x_lens, "texts": [texts[i] for i in batch]}, step
             )
-            simple_scale, pruned_scale = warmup_scales(config.loss, step)
-            loss = simple_scale * out.simple_loss + pruned_scale * out.pruned_loss
-            lens = out.encoder_out_lens
-            if config.loss.ctc_scale > 0:
-                loss = loss + config.loss.ctc_scale * model.ctc_loss(
-                    out.encoder_out, lens, out.symbols, out.boundary[:, 2]
-                )
-        frames = int(lens.sum())
+            loss, frames = out.total, out.num_frames
         loss_per_frame = loss.item() / frames
         optimizer.zero_grad(set_to_none=True)
         (loss / frames).backward()
