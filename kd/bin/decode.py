@@ -6,6 +6,8 @@
 Writes recogs-/errs-/wer-<set>-<method>.txt (+ .json) into --exp-dir; <set> is the cuts file's split name.
 A co-learning experiment (kd.mode: colearn) holds a teacher and a student: the student is decoded unless
 --part teacher is given, whose results are tagged teacher_<method> in the same --exp-dir.
+--lm-exp exp/synth/lm --lm-scale 0.3 fuses an LSTM LM (python -m kd.bin.train_lm) into modified beam search;
+its results are tagged modified_beam_search_beam_<beam>_lm_<scale>, beside those without the LM.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from lhotse import CutSet
 
 from kd.data.datamodule import AsrDataModule, DataConfig
 from kd.decode import METHODS, decode_dataset, save_results
+from kd.lm import lm_checkpoint, load_lm
 from kd.logging_utils import setup_logging
 from kd.models import count_parameters
 from kd.train.restore import load_trained_model
@@ -42,6 +45,14 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epoch", type=int, default=None, help="last epoch to use (default: the newest)")
     parser.add_argument("--avg", type=int, default=1, help="number of epoch checkpoints to average")
     parser.add_argument("--beam", type=int, default=4, help="beam of modified_beam_search")
+    parser.add_argument(
+        "--lm-exp",
+        type=Path,
+        default=None,
+        help="LM experiment dir for shallow fusion (modified_beam_search)",
+    )
+    parser.add_argument("--lm-epoch", type=int, default=None, help="the LM's epoch (default: the newest)")
+    parser.add_argument("--lm-scale", type=float, default=None, help="weight of the LM's log-probabilities")
     parser.add_argument("--max-duration", type=float, default=300.0, help="seconds of audio per batch")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--num-threads", type=int, default=0, help="torch threads on CPU (0: default)")
@@ -63,8 +74,33 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_lm_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Shallow fusion needs both --lm-exp and --lm-scale, and only modified beam search has it."""
+    if (args.lm_exp is None) != (args.lm_scale is None):
+        parser.error("--lm-exp and --lm-scale go together: give both for shallow fusion, or neither")
+    if args.lm_exp is None and args.lm_epoch is not None:
+        parser.error("--lm-epoch needs --lm-exp")
+    others = [m for m in args.methods if m != "modified_beam_search"]
+    if args.lm_exp is not None and others:
+        parser.error(
+            f"--lm-exp: LM shallow fusion is done by modified_beam_search only, not {others}; decode those "
+            "in a run without --lm-exp"
+        )
+
+
+def method_tag(method: str, beam: int, lm_scale: float | None = None) -> str:
+    """The result-file name of a method: ``greedy_search``, ``modified_beam_search_beam_4``, or with LM
+    shallow fusion ``modified_beam_search_beam_4_lm_0.3``."""
+    if method != "modified_beam_search":
+        return method
+    tag = f"{method}_beam_{beam}"
+    return tag if lm_scale is None else f"{tag}_lm_{lm_scale:g}"
+
+
 def main() -> None:
-    args = get_parser().parse_args()
+    parser = get_parser()
+    args = parser.parse_args()
+    check_lm_args(parser, args)
     setup_logging(args.exp_dir / "log", "decode")
     device = resolve_device(args.device)
     if args.num_threads > 0:
@@ -85,6 +121,13 @@ def main() -> None:
     }
     if args.part is not None:
         model_info["part"] = args.part
+    lm = None
+    if args.lm_exp is not None:
+        lm = load_lm(args.lm_exp, args.lm_epoch, trained.tokenizer, device)
+        model_info["lm"] = {
+            "checkpoint": str(lm_checkpoint(args.lm_exp, args.lm_epoch)),
+            "scale": args.lm_scale,
+        }
     data = AsrDataModule(DataConfig(max_duration=args.max_duration))
     for cuts_path in args.cuts:
         if not cuts_path.is_file():
@@ -99,9 +142,11 @@ def main() -> None:
                 method,
                 beam=args.beam,
                 device=device,
+                lm=lm,
+                lm_scale=args.lm_scale or 0.0,
             )
             rtf = stats["decode_seconds"] / max(stats["audio_seconds"], 1e-9)
-            tag = f"{method}_beam_{args.beam}" if method == "modified_beam_search" else method
+            tag = method_tag(method, args.beam, args.lm_scale)
             if args.decode_pass == "first":
                 tag = f"first_pass_{tag}"
             if args.part == "teacher":

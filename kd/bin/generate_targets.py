@@ -5,6 +5,10 @@
         --types pruned pxpy one_best hyp enc_logits --topk 8 --prune-range 5 --nj 2 --device cpu
     torchrun --nproc-per-node 4 -m kd.bin.generate_targets ...      # one shard per rank
 
+--lm-exp exp/synth/lm --lm-scale 0.3 fuses an LSTM LM (python -m kd.bin.train_lm) into the beam search that
+gives the hypotheses (the hyp targets, and the labels of the lattice targets of unlabelled cuts); the
+manifest records it, and a run with another LM or none refuses to write into the same --out-dir.
+
 Writes <out-dir>/<name>_targets.jsonl.gz (the cuts with their targets attached; <name> is the cuts file's
 name without "_cuts" and ".jsonl.gz", e.g. synth_train) and <out-dir>/<name>_targets.json (the targets
 manifest: teacher, tokenizer, settings, statistics), and prints the compute time and bytes per hour of audio
@@ -23,7 +27,13 @@ import torch.distributed as dist
 
 from kd.logging_utils import setup_logging
 from kd.targets.config import TARGET_TYPES
-from kd.targets.generate import TeacherSpec, default_config, generate_targets, generate_targets_of_rank
+from kd.targets.generate import (
+    LmSpec,
+    TeacherSpec,
+    default_config,
+    generate_targets,
+    generate_targets_of_rank,
+)
 from kd.targets.manifest import manifest_path
 from kd.train.distributed import cleanup_distributed, setup_distributed
 from kd.train.trainer import resolve_device
@@ -50,12 +60,25 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--topk", type=int, default=8, help="teacher classes kept per node or frame")
     parser.add_argument("--prune-range", type=int, default=None, help="s_range (default: the teacher's)")
     parser.add_argument(
-        "--lm-scale", type=float, default=None, help="simple-loss smoothing (default: the teacher's)"
+        "--simple-lm-scale",
+        type=float,
+        default=None,
+        help="simple-loss smoothing behind the prune ranges (default: the teacher's loss.lm_scale)",
     )
     parser.add_argument(
-        "--am-scale", type=float, default=None, help="simple-loss smoothing (default: the teacher's)"
+        "--simple-am-scale",
+        type=float,
+        default=None,
+        help="simple-loss smoothing behind the prune ranges (default: the teacher's loss.am_scale)",
     )
     parser.add_argument("--beam", type=int, default=4, help="beam of the hypothesis search")
+    parser.add_argument(
+        "--lm-exp", type=Path, default=None, help="LM experiment dir fused into the hypothesis search"
+    )
+    parser.add_argument("--lm-epoch", type=int, default=None, help="the LM's epoch (default: the newest)")
+    parser.add_argument(
+        "--lm-scale", type=float, default=None, help="weight of the LM's log-probabilities in the search"
+    )
     parser.add_argument("--nj", type=int, default=1, help="shards, run by as many processes")
     parser.add_argument("--max-duration", type=float, default=200.0, help="seconds of audio per batch")
     parser.add_argument("--device", default="auto")
@@ -65,7 +88,12 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main() -> None:
-    args = get_parser().parse_args()
+    parser = get_parser()
+    args = parser.parse_args()
+    if (args.lm_exp is None) != (args.lm_scale is None):
+        parser.error("--lm-exp and --lm-scale go together: give both for shallow fusion, or neither")
+    if args.lm_exp is None and args.lm_epoch is not None:
+        parser.error("--lm-epoch needs --lm-exp")
     setup_logging(args.out_dir / "log", "generate_targets")
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
@@ -79,10 +107,13 @@ def main() -> None:
         types=args.types,
         topk=args.topk,
         prune_range=args.prune_range,
-        lm_scale=args.lm_scale,
-        am_scale=args.am_scale,
+        lm_scale=args.simple_lm_scale,
+        am_scale=args.simple_am_scale,
         beam=args.beam,
     )
+    if args.lm_exp is not None and not ("hyp" in config.types or config.needs_tokens):
+        parser.error(f"--lm-exp: the types {config.types} search no hypotheses, so an LM has nothing to do")
+    lm = LmSpec(str(args.lm_exp), args.lm_scale, args.lm_epoch) if args.lm_exp is not None else None
     common = {"device": device, "max_duration": args.max_duration, "force": args.force}
     if world_size == 1:
         manifest = generate_targets(
@@ -94,6 +125,7 @@ def main() -> None:
             num_shards=args.nj,
             num_workers=args.nj,
             trained=trained,
+            lm=lm,
             **common,
         )
     else:
@@ -101,7 +133,16 @@ def main() -> None:
             torch.cuda.set_device(device)
         info = setup_distributed(device)
         manifest = generate_targets_of_rank(
-            trained, args.cuts, args.out_dir, name, config, info.rank, world_size, dist.barrier, **common
+            trained,
+            args.cuts,
+            args.out_dir,
+            name,
+            config,
+            info.rank,
+            world_size,
+            dist.barrier,
+            lm=lm,
+            **common,
         )
         cleanup_distributed()
     if manifest is not None:

@@ -16,10 +16,11 @@ data module), ``validation`` (the checks). Command line: ``python -m kd.bin.gene
 """
 
 from kd.targets.config import LATTICE_TYPES, STORED_FIELDS, TARGET_TYPES, TargetConfig
-from kd.targets.generate import TeacherSpec, generate_targets
+from kd.targets.generate import LmSpec, TeacherSpec, generate_targets
 from kd.targets.loading import TargetLoader, collate_computed
 from kd.targets.manifest import (
     GenerationStats,
+    LmInfo,
     TargetsManifest,
     TeacherInfo,
     TokenizerInfo,
@@ -33,6 +34,8 @@ __all__ = [
     "STORED_FIELDS",
     "TARGET_TYPES",
     "GenerationStats",
+    "LmInfo",
+    "LmSpec",
     "TargetConfig",
     "TargetLoader",
     "TargetsError",

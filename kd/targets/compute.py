@@ -17,7 +17,8 @@ teacher's softmax at temperature 1 and the log of the remaining mass (kd.losses.
                 hypothesis, T + U nodes), with logprobs, ids (N, k) and rest (N,) at each node.
     enc_logits: logprobs, ids (T, k) and rest (T,) of the joiner on the encoder alone (CoDERT).
     hyp:        the best modified-beam-search hypothesis (tokens, frame of each token, score) of an unlabelled
-                cut (labelled cuts are not searched).
+                cut (labelled cuts are not searched), optionally with an LM fused in (the score then includes
+                the LM's weighted log-probabilities).
 """
 
 from __future__ import annotations
@@ -107,6 +108,8 @@ def compute_targets(
     labels: list[list[int] | None],
     config: TargetConfig,
     stats: GenerationStats | None = None,
+    lm: nn.Module | None = None,
+    lm_scale: float = 0.0,
 ) -> list[CutTargets]:
     """The targets of ``config.types`` for a batch.
 
@@ -118,6 +121,8 @@ def compute_targets(
             stands in for the reference). Each must fit its lattice (:func:`lattice_problem`).
         config: the types and settings.
         stats: gets the compute time of each part (``encoder``, ``search``, each type).
+        lm: an LM with the step API (kd.lm) fused into the hypothesis search with weight ``lm_scale``;
+            None searches with the teacher alone.
 
     Returns:
         B :class:`CutTargets`, in batch order.
@@ -141,6 +146,8 @@ def compute_targets(
                 encoder_out[rows],
                 encoder_out_lens[rows],
                 beam=config.beam,
+                lm=lm,
+                lm_scale=lm_scale,
                 return_timestamps=True,
                 return_scores=True,
             )

@@ -30,11 +30,13 @@ from tqdm.auto import tqdm
 from kd.config import to_dict
 from kd.data.dataset import AsrDataset, cut_text
 from kd.data.io import atomic_path, load_cuts
+from kd.data.tokenizer import Tokenizer
 from kd.models.subsampling import SUBSAMPLING_FACTOR, subsampled_lengths
 from kd.targets.compute import CutTargets, compute_targets, lattice_problem
 from kd.targets.config import STORED_FIELDS, TargetConfig
 from kd.targets.manifest import (
     GenerationStats,
+    LmInfo,
     TargetsManifest,
     TeacherInfo,
     hash_config,
@@ -74,6 +76,25 @@ class TeacherSpec:
             weights_hash=hash_state_dict(trained.model.state_dict()),
         )
         return trained, info
+
+
+@dataclass
+class LmSpec:
+    """The LM fused shallowly into the teacher's hypothesis search: the LM experiment ``exp_dir`` at
+    ``epoch`` (None: the newest), its log-probabilities weighted by ``scale``."""
+
+    exp_dir: str
+    scale: float
+    epoch: int | None = None
+
+    def load(self, tokenizer: Tokenizer, device: torch.device | str) -> tuple[torch.nn.Module, LmInfo]:
+        """The LM, checked against the teacher's ``tokenizer``, and its record for the manifest."""
+        # kd.lm reads tokenizer identities from this package, so it is imported once this one is complete.
+        from kd.lm import lm_checkpoint, load_lm
+
+        model = load_lm(self.exp_dir, self.epoch, tokenizer, device)
+        checkpoint = str(lm_checkpoint(self.exp_dir, self.epoch))
+        return model, LmInfo(self.exp_dir, checkpoint, hash_state_dict(model.state_dict()), self.scale)
 
 
 def default_config(trained: TrainedModel, **settings: object) -> TargetConfig:
@@ -133,12 +154,19 @@ def run_shard(
     device: torch.device,
     max_duration: float = 200.0,
     position: int = 0,
+    lm: torch.nn.Module | None = None,
 ) -> GenerationStats:
     """Computes and stores the targets of one shard (or reads its statistics when it is already done);
-    ``position`` is the line of its progress bar."""
+    ``position`` is the line of its progress bar; ``lm`` is the LM that ``manifest.lm`` records (loaded by
+    :meth:`LmSpec.load`), None when it records none."""
     cuts_file, stats_file = shard_paths(out_dir, name, shard)
     if shard_done(out_dir, name, shard):
         return GenerationStats(**json.loads(stats_file.read_text()))
+    if (lm is None) != (manifest.lm is None):
+        raise ValueError(
+            f"shard {shard}: the manifest records the LM {_describe_lm(manifest.lm)} but the search got "
+            f"{'none' if lm is None else 'one'}; pass the LM that LmSpec.load gave with the manifest's LmInfo"
+        )
     config, stats = manifest.config, GenerationStats()
     cuts = list(_shard_cuts(Path(manifest.source_cuts), shard, manifest.num_shards))
     labels = {c.id: None if is_unlabelled(c) else trained.tokenizer.encode([cut_text(c)])[0] for c in cuts}
@@ -164,6 +192,8 @@ def run_shard(
                 [labels[c.id] for c in batch["cuts"]],
                 config,
                 stats,
+                lm=lm,
+                lm_scale=manifest.lm.scale if manifest.lm is not None else 0.0,
             )
             for cut, targets in zip(batch["cuts"], results):
                 hyp_text = trained.tokenizer.decode(targets.hyp.tokens) if targets.hyp else ""
@@ -215,6 +245,7 @@ def generate_targets(
     max_duration: float = 200.0,
     force: bool = False,
     trained: tuple[TrainedModel, TeacherInfo] | None = None,
+    lm: LmSpec | None = None,
 ) -> TargetsManifest:
     """Generates (or finishes) the targets of ``cuts_path`` into ``out_dir``.
 
@@ -225,6 +256,7 @@ def generate_targets(
             loads the teacher; 1 runs them here). device: the teacher's. max_duration: seconds of audio
             per batch. force: discard a previous run's output in ``out_dir`` first.
         trained: the teacher already loaded by ``teacher.load`` (saves loading it again).
+        lm: an LM fused into the teacher's hypothesis search (recorded in the manifest); None: none.
 
     Returns:
         the manifest, with the run's statistics.
@@ -233,7 +265,8 @@ def generate_targets(
         raise ValueError(f"num_shards and num_workers must be >= 1, got {num_shards}, {num_workers}")
     device = torch.device(device)
     loaded, info = trained or teacher.load(device)
-    manifest = new_manifest(loaded, info, cuts_path, config or default_config(loaded), num_shards)
+    lm_model, lm_info = lm.load(loaded.tokenizer, device) if lm is not None else (None, None)
+    manifest = new_manifest(loaded, info, cuts_path, config or default_config(loaded), num_shards, lm_info)
     if prepare_run(manifest, out_dir, name, force):
         log.info("%s: targets already complete", targets_cuts_path(out_dir, name))
         return load_manifest(manifest_path(out_dir, name))
@@ -241,12 +274,12 @@ def generate_targets(
     log.info("%d of %d shards to do", len(pending), num_shards)
     if num_workers == 1 or len(pending) <= 1:
         for shard in pending:
-            run_shard(loaded, manifest, out_dir, name, shard, device, max_duration)
+            run_shard(loaded, manifest, out_dir, name, shard, device, max_duration, lm=lm_model)
     else:
         with ProcessPoolExecutor(min(num_workers, len(pending)), mp_context=get_context("spawn")) as pool:
             jobs = [
                 pool.submit(
-                    _run_shard_process, teacher, manifest, out_dir, name, s, str(device), max_duration, i
+                    _run_shard_process, teacher, lm, manifest, out_dir, name, s, str(device), max_duration, i
                 )
                 for i, s in enumerate(pending)
             ]
@@ -269,20 +302,23 @@ def generate_targets_of_rank(
     device: torch.device | str = "cpu",
     max_duration: float = 200.0,
     force: bool = False,
+    lm: LmSpec | None = None,
 ) -> TargetsManifest | None:
     """One rank's part of a run with one shard per rank (torchrun): rank 0 records the settings, every rank
     does its shard, rank 0 joins them. ``barrier`` waits for every rank (torch.distributed.barrier).
+    ``lm``: an LM fused into the hypothesis search, loaded by every rank.
 
     Returns:
         the manifest with the run's statistics on rank 0, None on the others.
     """
     loaded, info = trained
-    manifest = new_manifest(loaded, info, cuts_path, config, world_size)
+    lm_model, lm_info = lm.load(loaded.tokenizer, device) if lm is not None else (None, None)
+    manifest = new_manifest(loaded, info, cuts_path, config, world_size, lm_info)
     if rank == 0:
         prepare_run(manifest, out_dir, name, force)
     barrier()
     if not targets_cuts_path(out_dir, name).is_file():
-        run_shard(loaded, manifest, out_dir, name, rank, torch.device(device), max_duration, rank)
+        run_shard(loaded, manifest, out_dir, name, rank, torch.device(device), max_duration, rank, lm_model)
     barrier()
     if rank != 0:
         return None
@@ -294,7 +330,12 @@ def generate_targets_of_rank(
 
 
 def new_manifest(
-    trained: TrainedModel, info: TeacherInfo, cuts_path: Path, config: TargetConfig, num_shards: int
+    trained: TrainedModel,
+    info: TeacherInfo,
+    cuts_path: Path,
+    config: TargetConfig,
+    num_shards: int,
+    lm: LmInfo | None = None,
 ) -> TargetsManifest:
     shift = 0.01
     for cut in islice(load_cuts(cuts_path), 1):
@@ -305,6 +346,7 @@ def new_manifest(
         config=config,
         source_cuts=str(cuts_path),
         num_shards=num_shards,
+        lm=lm,
         frame_shift=shift * SUBSAMPLING_FACTOR,
         subsampling_factor=SUBSAMPLING_FACTOR,
     )
@@ -322,6 +364,7 @@ def format_report(stats: GenerationStats) -> str:
 
 def _run_shard_process(
     teacher: TeacherSpec,
+    lm: LmSpec | None,
     manifest: TargetsManifest,
     out_dir: Path,
     name: str,
@@ -338,7 +381,15 @@ def _run_shard_process(
             f"shard {shard} loaded the teacher {info.describe()}, not {manifest.teacher.describe()}: "
             "the checkpoints changed during the run"
         )
-    return run_shard(trained, manifest, out_dir, name, shard, torch.device(device), max_duration, position)
+    lm_model, lm_info = lm.load(trained.tokenizer, device) if lm is not None else (None, None)
+    if lm_info != manifest.lm:
+        raise TargetsError(
+            f"shard {shard} loaded the LM {_describe_lm(lm_info)}, not {_describe_lm(manifest.lm)}: "
+            "the LM checkpoints changed during the run"
+        )
+    return run_shard(
+        trained, manifest, out_dir, name, shard, torch.device(device), max_duration, position, lm_model
+    )
 
 
 def _shard_cuts(cuts_path: Path, shard: int, num_shards: int) -> CutSet:
@@ -402,8 +453,14 @@ def _difference(path: Path, old: TargetsManifest, new: TargetsManifest) -> str:
         what = f"the teacher {old.teacher.describe()}; this run's is {new.teacher.describe()}"
     elif old.tokenizer.sha256 != new.tokenizer.sha256:
         what = f"the tokenizer {old.tokenizer.describe()}; this run's is {new.tokenizer.describe()}"
+    elif old.lm != new.lm:
+        what = f"the LM {_describe_lm(old.lm)}; this run's is {_describe_lm(new.lm)}"
     else:
         a, b = old.settings(), new.settings()
         changed = {k: (a[k], b[k]) for k in a if a[k] != b[k]}
         what = "other settings: " + "; ".join(f"{k} {x} there, {y} now" for k, (x, y) in changed.items())
     return f"{path} records targets made with {what}. Use another --out-dir, or --force to discard them"
+
+
+def _describe_lm(lm: LmInfo | None) -> str:
+    return "none" if lm is None else lm.describe()

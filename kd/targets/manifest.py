@@ -56,6 +56,26 @@ class TeacherInfo:
 
 
 @dataclass
+class LmInfo:
+    """The LM fused shallowly into the teacher's beam search, which shapes its hypotheses (the ``hyp``
+    targets and the labels of unlabelled cuts); targets made without one record none.
+
+    Attributes:
+        exp_dir: its experiment directory. checkpoint: the checkpoint file used.
+        weights_hash: sha256 of its weights.
+        scale: the weight of its log-probabilities in the search.
+    """
+
+    exp_dir: str
+    checkpoint: str
+    weights_hash: str
+    scale: float
+
+    def describe(self) -> str:
+        return f"{self.checkpoint} (scale {self.scale:g}, weights {self.weights_hash[:12]})"
+
+
+@dataclass
 class TokenizerInfo:
     """The BPE model the targets' token ids refer to: its path, sha256 and vocabulary size."""
 
@@ -128,6 +148,9 @@ class TargetsManifest:
         config: the generation settings (types, k, s_range, ...).
         source_cuts: the cuts manifest the targets were made for.
         num_shards: shards of the run.
+        lm: the LM fused into the hypothesis search, None without one. It is a setting of the run, so a run
+            with another LM (or none) cannot write into the same directory; the targets still come from
+            the same teacher, so a student may mix them with that teacher's targets made without an LM.
         frame_shift: seconds per teacher encoder frame (feature shift x subsampling).
         subsampling_factor: the encoder's; the student must share it.
         format_version: of this layout.
@@ -139,6 +162,7 @@ class TargetsManifest:
     config: TargetConfig
     source_cuts: str
     num_shards: int
+    lm: LmInfo | None = None
     frame_shift: float = 0.04
     subsampling_factor: int = 4
     format_version: int = FORMAT_VERSION

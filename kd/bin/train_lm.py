@@ -1,0 +1,63 @@
+"""Trains the LSTM LM on the transcripts of the training cuts (shallow fusion in decoding and targets).
+
+    python -m kd.bin.train_lm --train-cuts data/synth/fbank/synth_cuts_train.jsonl.gz \
+        --valid-cuts data/synth/fbank/synth_cuts_dev.jsonl.gz --bpe-model data/synth/lang_bpe_256/bpe.model \
+        --exp-dir exp/synth/lm [--config egs/synth/conf/lm.yaml] [num_epochs=5 hidden_dim=256 ...]
+
+Writes epoch-N.pt, config.yaml, ppl.json (training and validation perplexity per epoch), log/ and
+tensorboard/ into --exp-dir. Rerunning the same command resumes after the newest checkpoint; with a larger
+num_epochs it trains the additional epochs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+from kd.config import ConfigError, from_dict, load_yaml
+from kd.lm.config import LmConfig
+from kd.lm.train import LmTrainer
+from kd.logging_utils import setup_logging
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--train-cuts", type=Path, required=True, help="CutSet whose transcripts train the LM"
+    )
+    parser.add_argument("--valid-cuts", type=Path, required=True, help="CutSet for the validation perplexity")
+    parser.add_argument("--bpe-model", type=Path, required=True, help="the transducer's sentencepiece model")
+    parser.add_argument(
+        "--exp-dir", type=Path, required=True, help="experiment directory (checkpoints, logs)"
+    )
+    parser.add_argument("--config", type=Path, default=None, help="YAML LM config (default: LmConfig's)")
+    parser.add_argument("overrides", nargs="*", help="config overrides: key=value")
+    return parser
+
+
+def load_config(path: Path | None, overrides: list[str]) -> LmConfig:
+    """The config of ``path`` (None: the defaults) with ``key=value`` overrides (values parsed as YAML)."""
+    if path is not None:
+        return load_yaml(LmConfig, path, overrides)
+    values = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override {item!r} must look like key=value")
+        values[key] = yaml.safe_load(raw)
+    return from_dict(LmConfig, values, where="the overrides")
+
+
+def main() -> None:
+    args = get_parser().parse_args()
+    setup_logging(args.exp_dir / "log", "train_lm")
+    config = load_config(args.config, args.overrides)
+    LmTrainer(config, args.exp_dir, args.train_cuts, args.valid_cuts, args.bpe_model).fit()
+
+
+if __name__ == "__main__":
+    main()
