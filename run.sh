@@ -20,7 +20,11 @@ seed=42                   # seed of the synthetic corpus and of training
 nj=2                      # parallel jobs for data stages
 vocab_size=0              # BPE vocabulary size (0: 256 for synth/kaldi, 500 for librispeech)
 librispeech_dir=download/LibriSpeech   # LibriSpeech root (with train-clean-100/ etc.)
-librispeech_parts="train-clean-100 dev-clean dev-other test-clean test-other"   # parts to prepare
+librispeech_parts="train-clean-100 dev-clean dev-other test-clean test-other"   # train part, dev part, test parts
+full_libri=false          # --corpus librispeech: train on all 960 h (the three train parts joined as train-960)
+librispeech_unlabelled_parts=""   # LibriSpeech parts used as unlabelled audio, transcripts dropped (e.g. train-clean-360)
+librilight_dir=download/librilight   # Libri-Light root (with small/ medium/ large/)
+librilight_parts=""       # Libri-Light subsets used as unlabelled audio (small medium large)
 kaldi_dirs=""             # --corpus kaldi: Kaldi data dirs, first is train, then dev, then test sets
 teacher_config=""         # teacher YAML (default egs/<corpus>/conf/teacher.yaml)
 student_config=""         # student YAML (default egs/<corpus>/conf/student.yaml)
@@ -45,23 +49,44 @@ log() { echo "$(date '+%F %T') [run.sh] $*"; }
 case "$corpus" in
   synth)
     corpus_dir=download/synth-$size
-    train_part=train; dev_parts="dev"; test_parts="dev test"; unlabelled_parts="unlabelled"
-    labelled_parts="train dev test" ;;
+    labelled_parts="train dev test"; source_unlabelled_parts="unlabelled" ;;
   librispeech)
     corpus_dir=$librispeech_dir
-    read -r train_part dev_parts _ <<< "$librispeech_parts"
-    test_parts=${librispeech_parts#* }; unlabelled_parts=""
-    labelled_parts=$librispeech_parts ;;
+    labelled_parts=$librispeech_parts
+    source_unlabelled_parts=$(echo $librispeech_unlabelled_parts $librilight_parts) ;;
   kaldi)
     [ -n "$kaldi_dirs" ] || { echo "run.sh: --corpus kaldi needs --kaldi-dirs \"train_dir dev_dir ...\"" >&2; exit 1; }
     corpus_dir=""
-    labelled_parts=""
-    for d in $kaldi_dirs; do labelled_parts="$labelled_parts $(basename "$d")"; done
-    labelled_parts=${labelled_parts# }
-    read -r train_part dev_parts _ <<< "$labelled_parts"
-    test_parts=${labelled_parts#* }; unlabelled_parts="" ;;
+    labelled_parts=$(for d in $kaldi_dirs; do basename "$d"; done)
+    source_unlabelled_parts="" ;;
   *) echo "run.sh: unknown --corpus $corpus (synth | librispeech | kaldi)" >&2; exit 1 ;;
 esac
+if [ "$corpus" != librispeech ] && { $full_libri || [ -n "$librispeech_unlabelled_parts$librilight_parts" ]; }; then
+  echo "run.sh: --full-libri, --librispeech-unlabelled-parts and --librilight-parts need --corpus librispeech" >&2
+  exit 1
+fi
+labelled_parts=$(echo $labelled_parts)
+read -r train_part dev_parts _ <<< "$labelled_parts"
+[ -n "$dev_parts" ] || { echo "run.sh: need a train and a dev part (then test parts), got '$labelled_parts'" >&2; exit 1; }
+test_parts=${labelled_parts#* }
+# Later stages see one train part and at most one unlabelled part (a training config takes one CutSet of each);
+# stage 2 joins several parts on disk into train-960 or unlabelled.
+source_train_parts=$train_part
+if $full_libri; then source_train_parts="train-clean-100 train-clean-360 train-other-500"; train_part=train-960; fi
+unlabelled_parts=$source_unlabelled_parts
+[ "$(wc -w <<< "$source_unlabelled_parts")" -le 1 ] || unlabelled_parts=unlabelled
+source_parts=$(echo $source_train_parts $test_parts $source_unlabelled_parts)
+dup=$(echo $source_parts | tr ' ' '\n' | sort | uniq -d | tr '\n' ' ')
+[ -z "$dup" ] || { echo "run.sh: part name(s) used twice: $dup(Kaldi dirs are named by their basename)" >&2; exit 1; }
+# check_joined NAME SOURCE...: the part joined from SOURCEs must not share its name with a part on disk.
+check_joined() {
+  local name=$1; shift
+  if [ "$*" != "$name" ] && [[ " $source_parts " == *" $name "* ]]; then
+    echo "run.sh: the part name '$name' is taken by the part joined from $*; rename that part" >&2; exit 1
+  fi
+}
+check_joined "$train_part" $source_train_parts
+[ -z "$unlabelled_parts" ] || check_joined "$unlabelled_parts" $source_unlabelled_parts
 [ "$vocab_size" -gt 0 ] || { [ "$corpus" = librispeech ] && vocab_size=500 || vocab_size=256; }
 [ -n "$teacher_config" ] || teacher_config=egs/$corpus/conf/teacher.yaml
 [ -n "$student_config" ] || student_config=egs/$corpus/conf/student.yaml
@@ -70,7 +95,6 @@ if [ "$corpus" = kaldi ] && [ ! -f "$student_config" ]; then student_config=egs/
 
 data=data/$corpus
 exp=exp/$corpus
-all_parts="$labelled_parts $unlabelled_parts"
 lang=$data/lang_bpe_$vocab_size
 mkdir -p "$data" "$exp"
 
@@ -87,41 +111,75 @@ run_stage() {
 }
 mark_done() { touch "$data/.$1.done"; }
 
+# --force true also makes the stage tools redo outputs they would otherwise keep.
+force_opt=()
+if $force; then force_opt=(--force); fi
+
+# join_cuts NAME PART...: the cuts of PARTs (stage 2's output) as one manifest, part NAME.
+join_cuts() {
+  local out=$data/fbank/${corpus}_cuts_$1.jsonl.gz; shift
+  lhotse combine $(for p in "$@"; do echo "$data/fbank/${corpus}_cuts_$p.jsonl.gz"; done) "$data/fbank/.tmp.${out##*/}"
+  mv "$data/fbank/.tmp.${out##*/}" "$out"
+  log "stage 2: joined $* into $out"
+}
+
 if run_stage 0 corpus; then
   case "$corpus" in
     synth) python -m kd.bin.make_synth_corpus --out "$corpus_dir" --size "$size" --seed "$seed" --nj "$nj" ;;
-    librispeech) [ -d "$corpus_dir/${train_part}" ] || bash local/download_librispeech.sh "$(dirname "$corpus_dir")" $librispeech_parts ;;
+    librispeech)
+      missing=$(for p in $source_train_parts $test_parts $librispeech_unlabelled_parts; do
+        [ -d "$corpus_dir/$p" ] || echo "$p"; done)
+      if [ -n "$missing" ]; then
+        # local/download_librispeech.sh unpacks into <dir>/LibriSpeech/.
+        [ "$(basename "$corpus_dir")" = LibriSpeech ] || {
+          echo "run.sh: $corpus_dir lacks $(echo $missing); give --librispeech-dir .../LibriSpeech to download them" >&2
+          exit 1; }
+        bash local/download_librispeech.sh "$(dirname "$corpus_dir")" $missing
+      fi
+      for p in $librilight_parts; do
+        [ -d "$librilight_dir/$p" ] || {
+          echo "run.sh: $librilight_dir/$p not found; unpack https://dl.fbaipublicfiles.com/librilight/data/$p.tar" \
+            "into $librilight_dir (or give --librilight-dir)" >&2; exit 1; }
+      done ;;
     kaldi) for d in $kaldi_dirs; do [ -f "$d/wav.scp" ] || { echo "run.sh: $d/wav.scp not found" >&2; exit 1; }; done ;;
   esac
   mark_done corpus
 fi
 
 if run_stage 1 manifests; then
+  manifest_opts=(--prefix "$corpus" --output-dir "$data/manifests" --nj "$nj" "${force_opt[@]}")
   case "$corpus" in
-    synth|librispeech)
-      extra=()
-      [ -z "$unlabelled_parts" ] || extra=(--unlabelled-parts $unlabelled_parts)
+    synth)
       python -m kd.bin.prepare_manifests librispeech --corpus-dir "$corpus_dir" --parts $labelled_parts \
-        "${extra[@]}" --prefix "$corpus" --output-dir "$data/manifests" --nj "$nj" ;;
+        --unlabelled-parts $source_unlabelled_parts "${manifest_opts[@]}" ;;
+    librispeech)
+      python -m kd.bin.prepare_manifests librispeech --corpus-dir "$corpus_dir" --parts $source_train_parts \
+        $test_parts --unlabelled-parts $librispeech_unlabelled_parts "${manifest_opts[@]}"
+      if [ -n "$librilight_parts" ]; then
+        python -m kd.bin.prepare_manifests librilight --corpus-dir "$librilight_dir" --parts $librilight_parts \
+          "${manifest_opts[@]}"
+      fi ;;
     kaldi)
       for d in $kaldi_dirs; do
-        python -m kd.bin.prepare_manifests kaldi --data-dir "$d" --part "$(basename "$d")" --prefix "$corpus" \
-          --output-dir "$data/manifests"
+        python -m kd.bin.prepare_manifests kaldi --data-dir "$d" --part "$(basename "$d")" "${manifest_opts[@]}"
       done ;;
   esac
   mark_done manifests
 fi
 
 if run_stage 2 fbank; then
-  python -m kd.bin.compute_fbank --manifest-dir "$data/manifests" --prefix "$corpus" --parts $all_parts \
-    --output-dir "$data/fbank" --nj "$nj"
-  python -m kd.bin.validate_manifests --cuts $(for p in $all_parts; do echo "$data/fbank/${corpus}_cuts_$p.jsonl.gz"; done)
+  python -m kd.bin.compute_fbank --manifest-dir "$data/manifests" --prefix "$corpus" --parts $source_parts \
+    --output-dir "$data/fbank" --nj "$nj" "${force_opt[@]}"
+  python -m kd.bin.validate_manifests \
+    --cuts $(for p in $source_parts; do echo "$data/fbank/${corpus}_cuts_$p.jsonl.gz"; done)
+  [ "$source_train_parts" = "$train_part" ] || join_cuts "$train_part" $source_train_parts
+  [ "$source_unlabelled_parts" = "$unlabelled_parts" ] || join_cuts "$unlabelled_parts" $source_unlabelled_parts
   mark_done fbank
 fi
 
 if run_stage 3 "bpe_$vocab_size"; then
   python -m kd.bin.train_bpe --cuts "$data/fbank/${corpus}_cuts_${train_part}.jsonl.gz" \
-    --vocab-size "$vocab_size" --output-dir "$lang"
+    --vocab-size "$vocab_size" --output-dir "$lang" "${force_opt[@]}"
   mark_done "bpe_$vocab_size"
 fi
 
