@@ -2,11 +2,19 @@
 
 Every field must be declared in the dataclass: an unknown key is an error naming the key, its position in
 the file and the accepted keys, so a typo in a config can never be silently ignored.
+
+Two conveniences keep families of configs (one per student of a paper table) free of copies:
+- ``base: other.yaml`` (relative to the file) starts from another config; the file's own mappings are merged
+  into it key by key, and its lists and scalars replace the base's.
+- ``${NAME}`` in a string value is the environment variable ``NAME`` (``run.sh`` exports where the teacher and
+  its targets are); an unset variable is an error naming it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -105,16 +113,60 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return {k: plain(v) for k, v in dataclasses.asdict(obj).items()}
 
 
-def load_yaml(cls: type[T], path: str | Path, overrides: list[str] | None = None) -> T:
-    """Loads ``path`` into ``cls``, applying ``key.sub=value`` overrides (values parsed as YAML)."""
-    path = Path(path)
+_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _read_tree(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The mapping of ``path`` with its ``base`` chain merged in."""
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"{path}: 'base' chain loops: {' -> '.join(str(p) for p in (*seen, path))}")
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        where = f" (the base of {seen[-1]})" if seen else ""
+        raise ConfigError(f"config file not found: {path}{where}")
     with open(path) as f:
         data = yaml.safe_load(f) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
-    for item in overrides or []:
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: 'base' must be the path of another config, got {base!r}")
+    return _merge(_read_tree(path.parent / base, (*seen, path)), data)
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _expand_env(value: Any, where: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand_env(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def lookup(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            hint = "export it or override the key"
+            raise ConfigError(f"{where}: environment variable {name} is not set ({hint})")
+        return os.environ[name]
+
+    return _ENV_VAR.sub(lookup, value)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``data`` with ``key.sub=value`` overrides applied in place (values parsed as YAML); returns it."""
+    for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep:
             raise ConfigError(f"override {item!r} must look like key.sub=value")
@@ -125,7 +177,14 @@ def load_yaml(cls: type[T], path: str | Path, overrides: list[str] | None = None
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {part} is not a mapping")
         node[parts[-1]] = yaml.safe_load(raw)
-    return from_dict(cls, data, where=str(path))
+    return data
+
+
+def load_yaml(cls: type[T], path: str | Path, overrides: list[str] | None = None) -> T:
+    """Loads ``path`` (and its ``base`` chain) into ``cls``, applying ``key.sub=value`` overrides (values
+    parsed as YAML), then expanding ``${NAME}`` environment variables in strings."""
+    data = apply_overrides(_read_tree(Path(path)), overrides or [])
+    return from_dict(cls, _expand_env(data, str(path)), where=str(path))
 
 
 def save_yaml(obj: Any, path: str | Path) -> None:

@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import yaml
-
-from kd.config import ConfigError, from_dict, load_yaml
+from kd.config import apply_overrides, from_dict, load_yaml
 from kd.lm.config import LmConfig
 from kd.lm.train import LmTrainer
 from kd.logging_utils import setup_logging
@@ -43,13 +41,7 @@ def load_config(path: Path | None, overrides: list[str]) -> LmConfig:
     """The config of ``path`` (None: the defaults) with ``key=value`` overrides (values parsed as YAML)."""
     if path is not None:
         return load_yaml(LmConfig, path, overrides)
-    values = {}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ConfigError(f"override {item!r} must look like key=value")
-        values[key] = yaml.safe_load(raw)
-    return from_dict(LmConfig, values, where="the overrides")
+    return from_dict(LmConfig, apply_overrides({}, overrides), where="the overrides")
 
 
 def main() -> None:
