@@ -27,18 +27,22 @@ librilight_dir=download/librilight   # Libri-Light root (with small/ medium/ lar
 librilight_parts=""       # Libri-Light subsets used as unlabelled audio (small medium large)
 kaldi_dirs=""             # --corpus kaldi: Kaldi data dirs, first is train, then dev, then test sets
 teacher_config=""         # teacher YAML (default egs/<corpus>/conf/teacher.yaml)
-student_config=""         # student YAML (default egs/<corpus>/conf/student.yaml)
-kd_methods="none one_best soft_lattice"   # students to distil (none: no KD; also collapsed encoder_logits hard)
+students="none one_best soft_lattice"   # student rows: names in egs/<corpus>/conf/students/ (or YAML paths)
+student_seeds=""          # train every student once per seed (exp dirs student_<row>_seed<s>); empty: --seed
+lm_config=""              # token LM YAML (default egs/<corpus>/conf/lm.yaml; stage 3 skips the LM if absent)
+lm_scale=0.3              # shallow-fusion weight of the LM in an extra beam-search decode (0: none)
+targets_lm_scale=0        # stage 6: LM weight in the teacher's search for unlabelled hypotheses (0: no LM)
 target_types="pruned pxpy one_best hyp enc_logits"   # teacher targets to generate
 topk=8                    # teacher classes kept per lattice node / frame in the stored targets
 nst_iterations=0          # stage 10: Noisy Student rounds (teacher -> student -> next teacher); 0: off
 nst_min_hyp_score=-1.0    # stage 10: pseudo-labels below this log-prob per frame are dropped
+nst_student=hard          # stage 10: the student row trained in each round (its unlabelled cuts: the pseudo-labels)
 decode_methods="greedy_search modified_beam_search"   # decoding methods
 avg=1                     # checkpoints averaged for decoding
 device=auto               # auto | cpu | cuda
 force=false               # rerun finished data stages
 
-help_message="Usage: ./run.sh [options]   (stages: 0 corpus, 1 manifests, 2 fbank, 3 bpe, 4 train teacher, 5 decode teacher, 6 teacher targets, 7 distil students, 8 decode students, 9 export the best student, 10 Noisy Student Training)"
+help_message="Usage: ./run.sh [options]   (stages: 0 corpus, 1 manifests, 2 fbank, 3 bpe + token LM, 4 train teacher, 5 decode teacher, 6 teacher targets, 7 distil students, 8 decode students, 9 export the best student, 10 Noisy Student Training)"
 . utils/parse_options.sh
 
 bash tools/install.sh
@@ -88,10 +92,18 @@ check_joined() {
 check_joined "$train_part" $source_train_parts
 [ -z "$unlabelled_parts" ] || check_joined "$unlabelled_parts" $source_unlabelled_parts
 [ "$vocab_size" -gt 0 ] || { [ "$corpus" = librispeech ] && vocab_size=500 || vocab_size=256; }
-[ -n "$teacher_config" ] || teacher_config=egs/$corpus/conf/teacher.yaml
-[ -n "$student_config" ] || student_config=egs/$corpus/conf/student.yaml
-if [ "$corpus" = kaldi ] && [ ! -f "$teacher_config" ]; then teacher_config=egs/synth/conf/teacher.yaml; fi
-if [ "$corpus" = kaldi ] && [ ! -f "$student_config" ]; then student_config=egs/synth/conf/student.yaml; fi
+conf=egs/$corpus/conf
+# A Kaldi corpus without configs of its own gets the synthetic corpus' small CPU models.
+if [ "$corpus" = kaldi ] && [ ! -d "$conf" ]; then conf=egs/synth/conf; fi
+[ -n "$teacher_config" ] || teacher_config=$conf/teacher.yaml
+[ -n "$lm_config" ] || lm_config=$conf/lm.yaml
+# row_config ROW: the YAML of a student row (a name in $conf/students/ or a path).
+row_config() { case "$1" in *.yaml|*/*) echo "$1" ;; *) echo "$conf/students/$1.yaml" ;; esac; }
+if [ "$stage" -le 10 ] && [ "$stop_stage" -ge 7 ]; then
+  for r in $students $nst_student; do
+    [ -f "$(row_config "$r")" ] || { echo "run.sh: no student row '$r': $(row_config "$r") not found" >&2; exit 1; }
+  done
+fi
 
 data=data/$corpus
 exp=exp/$corpus
@@ -183,65 +195,90 @@ if run_stage 3 "bpe_$vocab_size"; then
   mark_done "bpe_$vocab_size"
 fi
 
-# Training stages resume from their own checkpoints, so they carry no .done marker.
-data_overrides=(
-  "paths.train_cuts=$data/fbank/${corpus}_cuts_${train_part}.jsonl.gz"
-  "paths.valid_cuts=$data/fbank/${corpus}_cuts_${dev_parts%% *}.jsonl.gz"
-  "paths.bpe_model=$lang/bpe.model"
-  "train.seed=$seed"
-  "train.device=$device"
-)
+# Training stages resume from their own checkpoints, so they carry no .done marker. The configs name their
+# data through these variables (egs/synth/conf/*.yaml: paths.train_cuts: ${KD_TRAIN_CUTS}, ...).
+targets=$exp/teacher/targets
+export KD_EXP=$exp KD_TEACHER=$exp/teacher KD_BPE_MODEL=$lang/bpe.model
+export KD_TRAIN_CUTS=$data/fbank/${corpus}_cuts_${train_part}.jsonl.gz
+export KD_VALID_CUTS=$data/fbank/${corpus}_cuts_${dev_parts%% *}.jsonl.gz
+export KD_TRAIN_TARGETS=$targets/${corpus}_${train_part}_targets.jsonl.gz
+export KD_UNLABELLED_TARGETS=""
+[ -z "$unlabelled_parts" ] || KD_UNLABELLED_TARGETS=$targets/${corpus}_${unlabelled_parts}_targets.jsonl.gz
+run_overrides=("train.seed=$seed" "train.device=$device")
+test_cuts=$(for p in $test_parts; do echo "$data/fbank/${corpus}_cuts_$p.jsonl.gz"; done)
+lm_opts=()
+if [ -f "$lm_config" ]; then lm_opts=(--lm-exp "$exp/lm"); fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && [ -f "$lm_config" ]; then
+  log "stage 3: token LM ($lm_config -> $exp/lm)"
+  if $force; then rm -rf "$exp/lm"; fi  # the BPE model may have been retrained
+  python -m kd.bin.train_lm --config "$lm_config" --train-cuts "$KD_TRAIN_CUTS" --valid-cuts "$KD_VALID_CUTS" \
+    --bpe-model "$KD_BPE_MODEL" --exp-dir "$exp/lm" "device=$device"
+fi
+
+# decode EXP_DIR: every decoding method on the test parts, and beam search with the LM when there is one.
+decode() {
+  python -m kd.bin.decode --exp-dir "$1" --avg "$avg" --methods $decode_methods --device "$device" --cuts $test_cuts
+  if [ ${#lm_opts[@]} -gt 0 ] && [ "$lm_scale" != 0 ]; then
+    python -m kd.bin.decode --exp-dir "$1" --avg "$avg" --methods modified_beam_search "${lm_opts[@]}" \
+      --lm-scale "$lm_scale" --device "$device" --cuts $test_cuts
+  fi
+}
+report() { python -m kd.bin.report "$exp" --out "$exp/results.md" --plot "$exp/wer.png"; }
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   log "stage 4: train teacher ($teacher_config -> $exp/teacher)"
-  python -m kd.bin.train --config "$teacher_config" --exp-dir "$exp/teacher" "${data_overrides[@]}"
+  python -m kd.bin.train --config "$teacher_config" --exp-dir "$exp/teacher" "${run_overrides[@]}" \
+    "paths.train_cuts=$KD_TRAIN_CUTS" "paths.valid_cuts=$KD_VALID_CUTS" "paths.bpe_model=$KD_BPE_MODEL"
 fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   log "stage 5: decode teacher ($decode_methods)"
-  python -m kd.bin.decode --exp-dir "$exp/teacher" --avg "$avg" --methods $decode_methods --device "$device" \
-    --cuts $(for p in $test_parts; do echo "$data/fbank/${corpus}_cuts_$p.jsonl.gz"; done)
-  python -m kd.bin.report "$exp" --out "$exp/results.md" --plot "$exp/wer.png"
+  decode "$exp/teacher"
+  report
 fi
-
-targets=$exp/teacher/targets
-test_cuts=$(for p in $test_parts; do echo "$data/fbank/${corpus}_cuts_$p.jsonl.gz"; done)
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   log "stage 6: teacher targets ($target_types, top-$topk) -> $targets"
   # Reruns finish unfinished shards only; a finished set is kept.
   for p in $train_part $unlabelled_parts; do
+    fusion=()
+    if [ "$p" != "$train_part" ] && [ "$targets_lm_scale" != 0 ]; then
+      fusion=("${lm_opts[@]}" --lm-scale "$targets_lm_scale")
+    fi
     python -m kd.bin.generate_targets --exp-dir "$exp/teacher" --avg "$avg" \
       --cuts "$data/fbank/${corpus}_cuts_$p.jsonl.gz" --out-dir "$targets" --types $target_types \
-      --topk "$topk" --nj "$nj" --device "$device"
+      --topk "$topk" --nj "$nj" --device "$device" "${fusion[@]}"
   done
 fi
 
+# The experiment dirs of the student rows, one per row and seed.
+student_dirs=()
+for r in $students; do
+  name=$(basename "$r" .yaml)
+  if [ -z "$student_seeds" ]; then student_dirs+=("$exp/student_$name:$r:$seed"); continue; fi
+  for s in $student_seeds; do student_dirs+=("$exp/student_${name}_seed$s:$r:$s"); done
+done
+
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
-  for m in $kd_methods; do
-    log "stage 7: distil student ($m, $student_config -> $exp/student_$m)"
-    overrides=("${data_overrides[@]}" "kd.method=$m")
-    if [ "$m" != none ]; then
-      overrides+=("paths.train_cuts=$targets/${corpus}_${train_part}_targets.jsonl.gz")
-      for p in $unlabelled_parts; do
-        overrides+=("paths.unlabelled_cuts=$targets/${corpus}_${p}_targets.jsonl.gz")
-      done
-    fi
-    python -m kd.bin.train --config "$student_config" --exp-dir "$exp/student_$m" "${overrides[@]}"
+  for entry in "${student_dirs[@]}"; do
+    IFS=: read -r dir row s <<< "$entry"
+    log "stage 7: student $row (seed $s) -> $dir"
+    python -m kd.bin.train --config "$(row_config "$row")" --exp-dir "$dir" "train.seed=$s" "train.device=$device"
   done
 fi
 
 if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
-  for m in $kd_methods; do
-    log "stage 8: decode student_$m ($decode_methods)"
-    python -m kd.bin.decode --exp-dir "$exp/student_$m" --avg "$avg" --methods $decode_methods \
-      --device "$device" --cuts $test_cuts
+  for entry in "${student_dirs[@]}"; do
+    IFS=: read -r dir _ _ <<< "$entry"
+    log "stage 8: decode $dir ($decode_methods)"
+    decode "$dir"
   done
-  python -m kd.bin.report "$exp" --out "$exp/results.md" --plot "$exp/wer.png"
+  report
 fi
 
 if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
-  best=$(python -m kd.bin.report $(for m in $kd_methods; do echo "$exp/student_$m"; done) \
+  best=$(python -m kd.bin.report $(for e in "${student_dirs[@]}"; do echo "${e%%:*}"; done) \
     --best "${test_parts##* }" greedy_search)
   log "stage 9: export the best student ($best) to ONNX and decode ${test_parts##* } with onnxruntime"
   python -m kd.bin.export --exp-dir "$best" --avg "$avg" --out-dir "$best/onnx" --int8
@@ -252,9 +289,10 @@ if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
 fi
 
 if [ "$stage" -le 10 ] && [ "$stop_stage" -ge 10 ] && [ "$nst_iterations" -gt 0 ]; then
-  # Noisy Student Training (METHODS.md (d)): each round's student, trained with noise (the student config's
-  # SpecAugment and dropout) on the labelled data plus the previous teacher's confident pseudo-labels,
-  # becomes the next round's teacher.
+  # Noisy Student Training (METHODS.md (d)): each round's student (row --nst-student, trained with its noise:
+  # SpecAugment and dropout) learns from the labelled data plus the previous teacher's confident
+  # pseudo-labels, and becomes the next round's teacher.
+  [ -n "$unlabelled_parts" ] || { echo "run.sh: stage 10 needs unlabelled audio" >&2; exit 1; }
   nst_teacher=$exp/teacher
   for i in $(seq 1 "$nst_iterations"); do
     round=$exp/nst_$i
@@ -264,17 +302,14 @@ if [ "$stage" -le 10 ] && [ "$stop_stage" -ge 10 ] && [ "$nst_iterations" -gt 0 
         --cuts "$data/fbank/${corpus}_cuts_$p.jsonl.gz" --out-dir "$round/targets" --types hyp --nj "$nj" \
         --device "$device"
     done
-    overrides=("${data_overrides[@]}" kd.method=hard "kd.min_hyp_score=$nst_min_hyp_score" data.spec_augment=true
-      "paths.train_cuts=$round/targets/${corpus}_${train_part}_targets.jsonl.gz")
-    for p in $unlabelled_parts; do
-      overrides+=("paths.unlabelled_cuts=$round/targets/${corpus}_${p}_targets.jsonl.gz")
-    done
-    python -m kd.bin.train --config "$student_config" --exp-dir "$round" "${overrides[@]}"
-    python -m kd.bin.decode --exp-dir "$round" --avg "$avg" --methods $decode_methods --device "$device" \
-      --cuts $test_cuts
+    KD_TRAIN_TARGETS=$round/targets/${corpus}_${train_part}_targets.jsonl.gz \
+      KD_UNLABELLED_TARGETS=$round/targets/${corpus}_${unlabelled_parts}_targets.jsonl.gz \
+      python -m kd.bin.train --config "$(row_config "$nst_student")" --exp-dir "$round" "${run_overrides[@]}" \
+      "kd.min_hyp_score=$nst_min_hyp_score" data.spec_augment=true
+    decode "$round"
     nst_teacher=$round
   done
-  python -m kd.bin.report "$exp" --out "$exp/results.md" --plot "$exp/wer.png"
+  report
 fi
 
 log "finished stages $stage..$stop_stage"

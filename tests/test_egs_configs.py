@@ -1,5 +1,6 @@
 """Every shipped experiment config loads, builds its model, and (for the presets) matches its size target."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,16 @@ from kd.models import build_model, count_parameters
 from kd.train.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted(ROOT.glob("egs/*/conf/*.yaml"))
+CONFIGS = sorted(p for p in ROOT.glob("egs/*/conf/*.yaml") if p.stem != "lm")
+ROWS = sorted(ROOT.glob("egs/*/conf/students/*.yaml"))
+# What run.sh exports for the configs' ${...} paths.
+RUN_SH_VARIABLES = set(re.findall(r"\b(KD_[A-Z_]+)=", (ROOT / "run.sh").read_text()))
+
+
+@pytest.fixture(autouse=True)
+def run_sh_environment(monkeypatch):
+    for name in RUN_SH_VARIABLES:
+        monkeypatch.setenv(name, f"/{name.lower()}")
 
 # (min, max) parameters with a 500-token vocabulary, as the configs' headers state.
 SIZES = {
@@ -36,6 +46,32 @@ PRESET_VARIANTS = {
 
 def test_there_are_configs():
     assert {f"{p.parents[1].name}/{p.stem}" for p in CONFIGS} >= {*SIZES, *OTHER_SIZES, *PRESET_VARIANTS}
+
+
+def test_configs_use_only_what_run_sh_exports():
+    used = {v for p in [*CONFIGS, *ROWS] for v in re.findall(r"\$\{(\w+)\}", p.read_text())}
+    assert used and used <= RUN_SH_VARIABLES, used - RUN_SH_VARIABLES
+
+
+@pytest.mark.parametrize("path", ROWS, ids=lambda p: f"{p.parents[2].name}/{p.stem}")
+def test_student_row_builds(path):
+    config = load_yaml(TrainConfig, path)
+    build_model(config.model, vocab_size=500)
+    assert config.paths.train_cuts and config.paths.valid_cuts and config.paths.bpe_model
+    if config.kd.method != "none" and config.kd.source == "stored" and config.kd.mode == "static":
+        assert config.paths.train_cuts == "/kd_train_targets", "stored targets come with the train cuts"
+    if config.sparsity.enabled:
+        assert config.paths.init_from == "/kd_teacher", "a sparse student is pruned from the teacher"
+
+
+def test_colearn_row_teacher_is_the_teacher():
+    from kd.config import to_dict
+
+    teacher = load_yaml(TrainConfig, ROOT / "egs" / "synth" / "conf" / "teacher.yaml").model
+    teacher.ctc_head = False  # the co-learned teacher trains with the student's losses, without CTC
+    for row in ("colearn", "colearn_shared"):
+        config = load_yaml(TrainConfig, ROOT / "egs" / "synth" / "conf" / "students" / f"{row}.yaml")
+        assert to_dict(config.kd.teacher_model) == to_dict(teacher)
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parents[1].name}/{p.stem}")
@@ -76,3 +112,11 @@ def test_colearn_teacher_is_the_teacher_preset():
     config = load_yaml(TrainConfig, ROOT / "egs" / "librispeech" / "conf" / "colearn_student.yaml")
     assert config.kd.mode == "colearn" and config.kd.teacher_model is not None
     assert to_dict(config.kd.teacher_model) == to_dict(preset("librispeech_teacher"))
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.glob("egs/*/conf/lm.yaml")), ids=lambda p: p.parents[1].name)
+def test_lm_config_builds(path):
+    from kd.lm.config import LmConfig
+    from kd.lm.model import build_lm
+
+    build_lm(load_yaml(LmConfig, path), vocab_size=500)
