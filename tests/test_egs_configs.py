@@ -68,7 +68,6 @@ def test_colearn_row_teacher_is_the_teacher():
     from kd.config import to_dict
 
     teacher = load_yaml(TrainConfig, ROOT / "egs" / "synth" / "conf" / "teacher.yaml").model
-    teacher.ctc_head = False  # the co-learned teacher trains with the student's losses, without CTC
     for row in ("colearn", "colearn_shared"):
         config = load_yaml(TrainConfig, ROOT / "egs" / "synth" / "conf" / "students" / f"{row}.yaml")
         assert to_dict(config.kd.teacher_model) == to_dict(teacher)

@@ -41,6 +41,7 @@ def synth_student(causal: bool = False) -> ModelConfig:
         ),
         decoder=DecoderConfig(type="stateless", dim=128, context_size=2),
         joiner_dim=128,
+        ctc_head=True,
     )
 
 
