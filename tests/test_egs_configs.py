@@ -8,6 +8,7 @@ import pytest
 from kd.config import load_yaml
 from kd.models import build_model, count_parameters
 from kd.train.config import TrainConfig
+from kd.train.distill import build_training_model
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p for p in ROOT.glob("egs/*/conf/*.yaml") if p.stem != "lm")
@@ -20,6 +21,7 @@ RUN_SH_VARIABLES = set(re.findall(r"\b(KD_[A-Z_]+)=", (ROOT / "run.sh").read_tex
 def run_sh_environment(monkeypatch):
     for name in RUN_SH_VARIABLES:
         monkeypatch.setenv(name, f"/{name.lower()}")
+
 
 # (min, max) parameters with a 500-token vocabulary, as the configs' headers state.
 SIZES = {
@@ -56,7 +58,7 @@ def test_configs_use_only_what_run_sh_exports():
 @pytest.mark.parametrize("path", ROWS, ids=lambda p: f"{p.parents[2].name}/{p.stem}")
 def test_student_row_builds(path):
     config = load_yaml(TrainConfig, path)
-    build_model(config.model, vocab_size=500)
+    build_training_model(config, vocab_size=500)  # a co-learning row: both models, the shared decoder checked
     assert config.paths.train_cuts and config.paths.valid_cuts and config.paths.bpe_model
     if config.kd.method != "none" and config.kd.source == "stored" and config.kd.mode == "static":
         assert config.paths.train_cuts == "/kd_train_targets", "stored targets come with the train cuts"
@@ -64,13 +66,23 @@ def test_student_row_builds(path):
         assert config.paths.init_from == "/kd_teacher", "a sparse student is pruned from the teacher"
 
 
-def test_colearn_row_teacher_is_the_teacher():
+@pytest.mark.parametrize("corpus", ["synth", "librispeech"])
+def test_colearn_row_teacher_is_the_teacher(corpus):
     from kd.config import to_dict
 
-    teacher = load_yaml(TrainConfig, ROOT / "egs" / "synth" / "conf" / "teacher.yaml").model
-    for row in ("colearn", "colearn_shared"):
-        config = load_yaml(TrainConfig, ROOT / "egs" / "synth" / "conf" / "students" / f"{row}.yaml")
-        assert to_dict(config.kd.teacher_model) == to_dict(teacher)
+    conf = ROOT / "egs" / corpus / "conf"
+    teacher = load_yaml(TrainConfig, conf / "teacher.yaml").model
+    rows = sorted((conf / "students").glob("colearn*.yaml"))
+    assert {p.stem for p in rows} >= {"colearn", "colearn_shared"}
+    for row in rows:
+        config = load_yaml(TrainConfig, row)
+        assert to_dict(config.kd.teacher_model) == to_dict(teacher), row.stem
+
+
+def test_librispeech_has_the_synthetic_corpus_rows():
+    """A method tried on the synthetic corpus has its LibriSpeech row, under the same name."""
+    synth, librispeech = ({p.stem for p in ROWS if p.parents[2].name == c} for c in ("synth", "librispeech"))
+    assert synth <= librispeech, synth - librispeech
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parents[1].name}/{p.stem}")

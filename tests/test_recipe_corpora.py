@@ -51,6 +51,8 @@ TINY_TEACHER = {
     "loss": {"warm_step": 2},
     "train": {"num_epochs": 1, "log_interval": 1, "save_every_n": 0, "num_threads": 1},
 }
+# A token LM as small, so that stage 3's LM step runs in the tests too.
+TINY_LM = {"embedding_dim": 8, "hidden_dim": 8, "num_layers": 1, "num_epochs": 1, "num_threads": 1}
 
 
 def make_recipe(tmp_path: Path) -> Path:
@@ -61,6 +63,7 @@ def make_recipe(tmp_path: Path) -> Path:
         (recipe / name).symlink_to(ROOT / name)
     (recipe / "tools" / "install.sh").write_text("# The tests' environment is already installed.\n")
     (recipe / "tiny_teacher.yaml").write_text(yaml.safe_dump(TINY_TEACHER))
+    (recipe / "tiny_lm.yaml").write_text(yaml.safe_dump(TINY_LM))
     return recipe
 
 
@@ -102,7 +105,8 @@ def test_librispeech_960h_with_unlabelled_parts_to_teacher(tmp_path: Path) -> No
         "--librispeech-parts", "train-clean-100 dev-clean test-clean", "--full-libri", "true",
         "--librispeech-unlabelled-parts", "extra-books",
         "--librilight-dir", librilight, "--librilight-parts", "small",
-        "--vocab-size", VOCAB_SIZE, "--teacher-config", recipe / "tiny_teacher.yaml", "--stop-stage", 4,
+        "--vocab-size", VOCAB_SIZE, "--teacher-config", recipe / "tiny_teacher.yaml",
+        "--lm-config", recipe / "tiny_lm.yaml", "--stop-stage", 4,
     )  # fmt: skip
 
     data = recipe / "data" / "librispeech"
@@ -157,7 +161,10 @@ def make_kaldi_dirs(root: Path) -> list[Path]:
 def test_kaldi_dirs_at_8khz_to_decoded_teacher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     kaldi_dirs = make_kaldi_dirs(tmp_path / "kaldi")
     recipe = make_recipe(tmp_path)
-    args = ["--corpus", "kaldi", "--kaldi-dirs", " ".join(map(str, kaldi_dirs)), "--vocab-size", VOCAB_SIZE]
+    args = [
+        "--corpus", "kaldi", "--kaldi-dirs", " ".join(map(str, kaldi_dirs)), "--vocab-size", VOCAB_SIZE,
+        "--lm-config", recipe / "tiny_lm.yaml",
+    ]  # fmt: skip
     run_recipe(
         recipe, *args, "--teacher-config", recipe / "tiny_teacher.yaml", "--stop-stage", 5,
         "--decode-methods", "greedy_search",
@@ -183,6 +190,8 @@ def test_kaldi_dirs_at_8khz_to_decoded_teacher(tmp_path: Path, monkeypatch: pyte
     assert (teacher / "epoch-1.pt").is_file()
     for part in ("dev", "test"):
         assert (teacher / f"wer-{part}-greedy_search.txt").is_file()
+        assert (teacher / f"wer-{part}-modified_beam_search_beam_4_lm_0.3.txt").is_file()  # LM shallow fusion
+    assert (recipe / "exp" / "kaldi" / "lm" / "epoch-1.pt").is_file()
     assert (recipe / "exp" / "kaldi" / "results.md").is_file()
 
     # A finished data stage is skipped when rerun; --force true redoes it, outputs included.
