@@ -8,6 +8,7 @@ never repeats a finished epoch.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import random
@@ -223,8 +224,9 @@ class Trainer:
         valid_cuts = load_labelled_cuts(self.config.paths.valid_cuts, "valid_cuts")
         try:
             while self.epoch <= cfg.num_epochs:
-                self._train_epoch(train_cuts)
-                self._validate(valid_cuts)
+                record = self._train_epoch(train_cuts)
+                record["valid_loss"] = self._validate(valid_cuts)
+                self._record_epoch(record)
                 self.epoch += 1
         finally:
             if self.writer is not None:
@@ -243,7 +245,17 @@ class Trainer:
         # Every rank must skip the same batches, or DDP's gradient all-reduce would hang.
         return bool(all_reduce_sum(finite).item() == self.dist.world_size)
 
-    def _train_epoch(self, cuts: CutSet) -> None:
+    def _record_epoch(self, record: dict[str, Any]) -> None:
+        """Appends the finished epoch's summary to ``epochs.jsonl`` (the result tables read training times
+        from it). An epoch redone after a kill gets a second line; readers keep the last one."""
+        if not self.is_main:
+            return
+        with open(self.exp_dir / "epochs.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps({"epoch": self.epoch, **record}) + "\n")
+
+    def _train_epoch(self, cuts: CutSet) -> dict[str, Any]:
+        """One pass over the training cuts; returns its wall seconds, frames and per-frame loss terms (a
+        resumed epoch counts only the part run since the resume)."""
         cfg = self.config.train
         self.scheduler.set_epoch(self.epoch - 1)
         self.model.train()
@@ -317,6 +329,11 @@ class Trainer:
             )
             self._log_scalars("train_epoch", summary, frames_per_second=frames / max(elapsed, 1e-9))
             save_checkpoint(self.exp_dir / f"epoch-{self.epoch}.pt", self._state(sampler, True))
+        return {
+            "seconds": round(elapsed, 3),
+            "frames": frames,
+            "train": {k: v / max(frames, 1) for k, v in totals.items()},
+        }
 
     def _clip_gradients(self) -> float:
         clip = self.config.optim.grad_clip
@@ -325,13 +342,14 @@ class Trainer:
         return float(norm)
 
     @torch.no_grad()
-    def _validate(self, cuts: CutSet) -> None:
+    def _validate(self, cuts: CutSet) -> float:
         # Validation must not advance the training RNG, or a run resumed from an end-of-epoch checkpoint
         # (saved before validation) would draw different dropout masks than an uninterrupted one.
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            self._validate_loss(cuts)
+            return self._validate_loss(cuts)
 
-    def _validate_loss(self, cuts: CutSet) -> None:
+    def _validate_loss(self, cuts: CutSet) -> float:
+        """The validation loss per frame (summed over ranks)."""
         self.model.eval()
         totals = torch.zeros(2, dtype=torch.float64, device=self.device)
         student = colearn_part(self._bare_model(), "student")
@@ -341,10 +359,11 @@ class Trainer:
             if math.isfinite(loss.total.item()):
                 totals += torch.tensor([loss.total.item(), loss.num_frames], device=self.device)
         self.model.train()
+        value = (totals[0] / totals[1].clamp(min=1)).item()
         if self.is_main:
-            value = (totals[0] / totals[1].clamp(min=1)).item()
             logging.info("epoch %d: validation loss %.4f per frame", self.epoch, value)
             self._log_scalars("valid", {"loss": value})
+        return value
 
     def _log_scalars(self, tag: str, values: dict[str, float], **extra: float) -> None:
         if self.writer is None:

@@ -53,9 +53,14 @@ def test_train_writes_checkpoints_and_logs(tiny, tmp_path):
     state = load_checkpoint(exp / "epoch-2.pt")
     assert state["epoch"] == 2 and state["epoch_finished"] and state["global_step"] > 0
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    records = [json.loads(line) for line in (exp / "epochs.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    for r in records:
+        assert r["seconds"] > 0 and r["frames"] > 0 and r["valid_loss"] > 0 and r["train"]["pruned"] > 0
     # A finished run restarted does nothing: no epoch is repeated.
     Trainer(config, exp).fit()
     assert load_checkpoint(exp / "epoch-2.pt")["global_step"] == state["global_step"]
+    assert len((exp / "epochs.jsonl").read_text().splitlines()) == 2
 
 
 def test_resume_after_kill_equals_uninterrupted_run(tiny, tmp_path):
