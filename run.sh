@@ -28,7 +28,8 @@ librilight_parts=""       # Libri-Light subsets used as unlabelled audio (small 
 kaldi_dirs=""             # --corpus kaldi: Kaldi data dirs, first is train, then dev, then test sets
 teacher_config=""         # teacher YAML (default egs/<corpus>/conf/teacher.yaml)
 students="none one_best soft_lattice"   # student rows: names in egs/<corpus>/conf/students/ (or YAML paths)
-student_seeds=""          # train every student once per seed (exp dirs student_<row>_seed<s>); empty: --seed
+seeds=0                   # train every student row with N seeds (--seed, --seed + 1, ...: student_<row>_seed<s>); 0: once, student_<row>
+tables=""                 # paper tables of egs/<corpus>/tables.yaml to run and print ("a c", or all); their rows replace --students
 lm_config=""              # token LM YAML (default egs/<corpus>/conf/lm.yaml; stage 3 skips the LM if absent)
 lm_scale=0.3              # shallow-fusion weight of the LM in an extra beam-search decode (0: none)
 targets_lm_scale=0        # stage 6: LM weight in the teacher's search for unlabelled hypotheses (0: no LM)
@@ -99,6 +100,10 @@ if [ "$corpus" = kaldi ] && [ ! -d "$conf" ]; then conf=egs/synth/conf; fi
 [ -n "$lm_config" ] || lm_config=$conf/lm.yaml
 # row_config ROW: the YAML of a student row (a name in $conf/students/ or a path).
 row_config() { case "$1" in *.yaml|*/*) echo "$1" ;; *) echo "$conf/students/$1.yaml" ;; esac; }
+tables_file=$conf/../tables.yaml
+if [ -n "$tables" ]; then
+  students=$(python -m kd.bin.report . --tables "$tables_file" --names $tables --rows)
+fi
 if [ "$stage" -le 10 ] && [ "$stop_stage" -ge 7 ]; then
   for r in $students $nst_student; do
     [ -f "$(row_config "$r")" ] || { echo "run.sh: no student row '$r': $(row_config "$r") not found" >&2; exit 1; }
@@ -253,6 +258,8 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
 fi
 
 # The experiment dirs of the student rows, one per row and seed.
+student_seeds=""
+[ "$seeds" -eq 0 ] || student_seeds=$(seq "$seed" $((seed + seeds - 1)))
 student_dirs=()
 for r in $students; do
   name=$(basename "$r" .yaml)
@@ -275,6 +282,10 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
     decode "$dir"
   done
   report
+  if [ -n "$tables" ]; then
+    python -m kd.bin.report "$exp" --tables "$tables_file" --names $tables ${student_seeds:+--seeds $student_seeds} \
+      --out "$exp/tables.md"
+  fi
 fi
 
 if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then

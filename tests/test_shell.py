@@ -60,3 +60,12 @@ def test_run_sh_help_and_unknown_option():
         ["bash", str(ROOT / "run.sh"), "--no-such-flag", "1"], capture_output=True, text=True
     )
     assert out.returncode != 0 and "unknown option" in out.stderr
+
+
+def test_run_sh_tables_must_exist():
+    out = subprocess.run(
+        ["bash", str(ROOT / "run.sh"), "--tables", "zz", "--stage", "7", "--stop-stage", "7"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode != 0 and "no table(s) ['zz']" in out.stderr

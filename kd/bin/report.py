@@ -2,6 +2,8 @@
 
 python -m kd.bin.report exp/synth [more dirs ...] [--out results.md] [--plot wer.png]
 python -m kd.bin.report exp/synth/student_* --best test greedy_search   # prints the best experiment's dir
+python -m kd.bin.report exp/synth --tables egs/synth/tables.yaml [--names a c] [--seeds 1 2 3] [--out t.md]
+python -m kd.bin.report exp/synth --tables egs/synth/tables.yaml --names a c --rows   # the rows they need
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 from kd.decode.atomic import write_text_atomic
 from kd.decode.report import collect_results, markdown_table, plot_wer_vs_params
+from kd.decode.tables import load_tables, render_tables, select_tables, student_rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,8 +29,29 @@ def main(argv: list[str] | None = None) -> None:
         metavar=("SET", "METHOD"),
         help="only print the directory of the experiment with the lowest WER on SET with METHOD",
     )
+    parser.add_argument(
+        "--tables", type=Path, help="a tables file (egs/<corpus>/tables.yaml): print paper tables"
+    )
+    parser.add_argument("--names", nargs="+", default=["all"], help="--tables: which tables (default: all)")
+    parser.add_argument("--seeds", nargs="*", type=int, help="--tables: the students' seeds (run.sh --seeds)")
+    parser.add_argument("--method", default="greedy_search", help="--tables: the decoding method shown")
+    parser.add_argument("--rows", action="store_true", help="--tables: only print the student rows they need")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.tables:
+        try:
+            tables = select_tables(load_tables(args.tables), args.names)
+        except (FileNotFoundError, ValueError) as e:
+            parser.error(str(e))
+        text = (
+            " ".join(student_rows(tables)) + "\n"
+            if args.rows
+            else render_tables(tables, args.dirs[0], args.seeds or None, args.method)
+        )
+        sys.stdout.write(text)
+        if args.out and not args.rows:
+            write_text_atomic(args.out, text)
+        return
 
     try:
         rows = collect_results(args.dirs)
