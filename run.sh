@@ -5,6 +5,7 @@
 #   ./run.sh --stage 4 --stop-stage 5         # only train and decode the teacher
 #   ./run.sh --corpus librispeech --librispeech-dir /data/LibriSpeech
 #   ./run.sh --corpus kaldi --kaldi-dirs "data/kaldi/train data/kaldi/dev data/kaldi/test"
+#   ./run.sh --quick true                     # every stage and paper table at toy size, in minutes (CI)
 #   ./run.sh --help
 #
 # Each stage logs one line, leaves a .done marker, and is skipped when rerun (training resumes from its
@@ -27,7 +28,7 @@ librilight_dir=download/librilight   # Libri-Light root (with small/ medium/ lar
 librilight_parts=""       # Libri-Light subsets used as unlabelled audio (small medium large)
 kaldi_dirs=""             # --corpus kaldi: Kaldi data dirs, first is train, then dev, then test sets
 teacher_config=""         # teacher YAML (default egs/<corpus>/conf/teacher.yaml)
-students="none one_best soft_lattice"   # student rows: names in egs/<corpus>/conf/students/ (or YAML paths)
+students=""               # student rows: names in egs/<corpus>/conf/students/ or YAML paths (default none one_best soft_lattice)
 seeds=0                   # train every student row with N seeds (--seed, --seed + 1, ...: student_<row>_seed<s>); 0: once, student_<row>
 tables=""                 # paper tables of egs/<corpus>/tables.yaml to run and print ("a c", or all); their rows replace --students
 lm_config=""              # token LM YAML (default egs/<corpus>/conf/lm.yaml; stage 3 skips the LM if absent)
@@ -42,9 +43,20 @@ decode_methods="greedy_search modified_beam_search"   # decoding methods
 avg=1                     # checkpoints averaged for decoding
 device=auto               # auto | cpu | cuda
 force=false               # rerun finished data stages
+quick=false               # reduced-size profile (CI): --size test, toy models of egs/synth/quick/, all paper tables (unless --tables/--students), one NST round; in data/synth_quick, exp/synth_quick
 
 help_message="Usage: ./run.sh [options]   (stages: 0 corpus, 1 manifests, 2 fbank, 3 bpe + token LM, 4 train teacher, 5 decode teacher, 6 teacher targets, 7 distil students, 8 decode students, 9 export the best student, 10 Noisy Student Training)"
 . utils/parse_options.sh
+
+if $quick; then
+  [ "$corpus" = synth ] || { echo "run.sh: --quick true runs the synthetic corpus only (not --corpus $corpus)" >&2; exit 1; }
+  size=test
+  # sentencepiece makes at most ~130 pieces from the test corpus' 30 transcripts (not the default 256).
+  [ "$vocab_size" -gt 0 ] || vocab_size=48
+  [ -n "$tables$students" ] || tables=all
+  [ "$nst_iterations" -gt 0 ] || nst_iterations=1
+fi
+[ -n "$students" ] || students="none one_best soft_lattice"
 
 bash tools/install.sh
 . ./path.sh
@@ -94,6 +106,8 @@ check_joined "$train_part" $source_train_parts
 [ -z "$unlabelled_parts" ] || check_joined "$unlabelled_parts" $source_unlabelled_parts
 [ "$vocab_size" -gt 0 ] || { [ "$corpus" = librispeech ] && vocab_size=500 || vocab_size=256; }
 conf=egs/$corpus/conf
+# The quick profile's students/ links to conf/students: the very rows, built on the toy configs beside the link.
+if $quick; then conf=egs/$corpus/quick; fi
 # A Kaldi corpus without configs of its own gets the synthetic corpus' small CPU models.
 if [ "$corpus" = kaldi ] && [ ! -d "$conf" ]; then conf=egs/synth/conf; fi
 [ -n "$teacher_config" ] || teacher_config=$conf/teacher.yaml
@@ -112,6 +126,7 @@ fi
 
 data=data/$corpus
 exp=exp/$corpus
+if $quick; then data=data/${corpus}_quick; exp=exp/${corpus}_quick; fi
 lang=$data/lang_bpe_$vocab_size
 mkdir -p "$data" "$exp"
 

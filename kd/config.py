@@ -4,8 +4,8 @@ Every field must be declared in the dataclass: an unknown key is an error naming
 the file and the accepted keys, so a typo in a config can never be silently ignored.
 
 Two conveniences keep families of configs (one per student of a paper table) free of copies:
-- ``base: other.yaml`` (relative to the file) starts from another config; the file's own mappings are merged
-  into it key by key, and its lists and scalars replace the base's.
+- ``base: other.yaml`` (relative to the file's directory as named, symlinks not followed) starts from another
+  config; the file's own mappings are merged into it key by key, and its lists and scalars replace the base's.
 - ``${NAME}`` in a string value is the environment variable ``NAME`` (``run.sh`` exports where the teacher and
   its targets are); an unset variable is an error naming it.
 """
@@ -117,8 +117,12 @@ _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def _read_tree(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """The mapping of ``path`` with its ``base`` chain merged in."""
-    path = path.resolve()
+    """The mapping of ``path`` with its ``base`` chain merged in.
+
+    A relative ``base`` is taken from the directory the file was reached through, symlinks not followed: a
+    linked directory of rows (``quick/students -> ../conf/students``) builds on the configs next to the link.
+    """
+    path = Path(os.path.abspath(path))
     if path in seen:
         raise ConfigError(f"{path}: 'base' chain loops: {' -> '.join(str(p) for p in (*seen, path))}")
     if not path.is_file():

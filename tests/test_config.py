@@ -50,3 +50,22 @@ def test_yaml_round_trip_and_overrides(tmp_path):
         load_yaml(Outer, path, ["flag"])
     with pytest.raises(ConfigError, match="not found"):
         load_yaml(Outer, tmp_path / "missing.yaml")
+
+
+def test_base_is_taken_next_to_a_symlinked_directory(tmp_path):
+    """A row reached through a linked directory builds on the base beside the link, not the link's target."""
+    for name, size in (("real", 8), ("quick", 2)):
+        (tmp_path / name).mkdir()
+        save_yaml(Outer(inner=Inner(size=size)), tmp_path / name / "base.yaml")
+    (tmp_path / "real" / "rows").mkdir()
+    (tmp_path / "real" / "rows" / "row.yaml").write_text("base: ../base.yaml\ninner: {kind: b}\n")
+    (tmp_path / "quick" / "rows").symlink_to("../real/rows")
+    assert load_yaml(Outer, tmp_path / "real" / "rows" / "row.yaml").inner == Inner(size=8, kind="b")
+    assert load_yaml(Outer, tmp_path / "quick" / "rows" / "row.yaml").inner == Inner(size=2, kind="b")
+
+
+def test_base_chain_loop_is_an_error(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: sub/../b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\nflag: true\n")
+    with pytest.raises(ConfigError, match="'base' chain loops"):
+        load_yaml(Outer, tmp_path / "a.yaml")

@@ -56,6 +56,7 @@ def test_bad_options_fail_clearly(script, args, message):
 def test_run_sh_help_and_unknown_option():
     out = subprocess.run(["bash", str(ROOT / "run.sh"), "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--stop-stage" in out.stdout and "--corpus" in out.stdout
+    assert "--help-message" not in out.stdout
     out = subprocess.run(
         ["bash", str(ROOT / "run.sh"), "--no-such-flag", "1"], capture_output=True, text=True
     )

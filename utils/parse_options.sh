@@ -16,7 +16,9 @@ _kd_print_help() {
   [ -n "${help_message:-}" ] && printf '%s\n\n' "$help_message"
   echo "Options (default in brackets):"
   # Lines of the form `name=value  # comment` before the parse_options.sh line are the options.
-  sed -n '1,/parse_options.sh/p' "$_kd_script" | grep -E '^[a-z_][a-z0-9_]*=' | while IFS= read -r line; do
+  # help_message is the usage text, not an option.
+  sed -n '1,/parse_options.sh/p' "$_kd_script" | grep -E '^[a-z_][a-z0-9_]*=' | grep -v '^help_message=' |
+  while IFS= read -r line; do
     name=${line%%=*}
     comment=""
     case "$line" in *'#'*) comment=${line#*#} ;; esac
