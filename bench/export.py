@@ -31,8 +31,6 @@ import dataclasses
 import gzip
 import io
 import logging
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -48,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lhotse import CutSet  # noqa: E402
 
+from bench.machine import cpu_name  # noqa: E402
 from kd.config import load_yaml  # noqa: E402
 from kd.data.tokenizer import Tokenizer  # noqa: E402
 from kd.decode import GreedySearch as TorchGreedySearch  # noqa: E402
@@ -98,7 +97,7 @@ def main() -> None:
 
     print(f"# students: {origin}; vocabulary {student.vocab_size} ({bpe_model})")
     versions = f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}"
-    print(f"# {_cpu_name()}, {versions}, {args.threads} thread(s)")
+    print(f"# {cpu_name()}, {versions}, {args.threads} thread(s)")
     print(f"# audio: {len(features) - 1} utterances of {args.cuts} ({audio_seconds:.1f} s) after one warm-up")
     with tempfile.TemporaryDirectory() as tmp:
         dirs = {}
@@ -314,17 +313,6 @@ def _onnx_chunks(
                 enc_times.append(middle - start)
                 total_times.append(end - start)
     return enc_times, total_times
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} CPUs visible)"
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -73,7 +73,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -89,6 +88,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lhotse import CutSet  # noqa: E402
 
+from bench.machine import cpu_name, reset_peak_rss, status_kib  # noqa: E402
 from kd.config import ConfigError, load_yaml, save_yaml  # noqa: E402
 from kd.data.datamodule import AsrDataModule  # noqa: E402
 from kd.data.dataset import cut_text  # noqa: E402
@@ -280,7 +280,7 @@ def main() -> None:
     for name, (_, teacher, described) in teachers.items():
         print(f"# {name}: {described}, {count_parameters(teacher.model)['total'] / 1e6:.2f} M parameters")
     print(f"# stored targets computed once up front, k={student.kd.topk}, s_range={student.loss.prune_range}")
-    print(f"# {_cpu_name()}, torch {torch.__version__}, torch.set_num_threads({args.threads}), cpu")
+    print(f"# {cpu_name()}, torch {torch.__version__}, torch.set_num_threads({args.threads}), cpu")
     print(f"# time: mean over the batches of the median of {args.repeats} steps; memory: largest over them")
     for table in TABLES:
         print(f"\n{table.title}\n")
@@ -544,9 +544,9 @@ def _measure(mode: str, data_path: Path, args: argparse.Namespace) -> dict[str, 
         peaks: dict[str, list[float]] = {row: [] for row in runs}
         for i in range(num_batches):
             for row, run in runs.items():
-                base = _reset_peak_rss()
+                base = reset_peak_rss()
                 run.step(i)
-                peaks[row].append((_status_kib("VmHWM") - base) / 1024)
+                peaks[row].append((status_kib("VmHWM") - base) / 1024)
         return {row: {"peak_mib": max(v)} for row, v in peaks.items()}
     samples: dict[str, list[list[float]]] = {row: [[] for _ in range(num_batches)] for row in runs}
     for _ in range(args.repeats):
@@ -564,33 +564,6 @@ def _measure(mode: str, data_path: Path, args: argparse.Namespace) -> dict[str, 
             out[row]["teacher_ms"] = statistics.mean(statistics.median(v) for v in per_batch)
             out[row]["teacher_types"] = run.teacher.teacher.target_config.types
     return out
-
-
-def _reset_peak_rss() -> int:
-    """Resets VmHWM to the current RSS; returns the RSS in KiB."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    return _status_kib("VmRSS")
-
-
-def _status_kib(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{key} not in /proc/self/status (this benchmark needs Linux)")
-
-
-def _cpu_name() -> str:
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name} ({os.cpu_count()} CPUs visible)"
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ import argparse
 import importlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.machine import cpu_name, reset_peak_rss, status_kib  # noqa: E402
 
 CASES = ("full", "simple", "pruned", "simple+pruned")
 OWN_CODE = " own code"
@@ -65,7 +66,7 @@ def main() -> None:
         print(json.dumps(_measure(case, mode, implementations, repeats, args.threads)))
         return
     print(f"# RNN-T loss fwd+bwd, B={B} T={T} U={U} V={V} s_range={S_RANGE}, float32, reduction=sum")
-    print(f"# {_cpu_name()}, torch {torch.__version__}, torch.set_num_threads({args.threads})")
+    print(f"# {cpu_name()}, torch {torch.__version__}, torch.set_num_threads({args.threads})")
     calls = f"{args.repeats} timed calls per case, {args.full_repeats} for full"
     print(f"# implementations: {', '.join(implementations)}; {calls}")
     results: dict[tuple[str, str], dict] = {}
@@ -148,38 +149,12 @@ def _measure(case: str, mode: str, implementations: list[str], repeats: int, thr
                 run(name)
                 samples[name].append(1e3 * (time.perf_counter() - start))
             else:
-                base = _reset_peak_rss()
+                base = reset_peak_rss()
                 run(name)
-                samples[name].append((_status_kib("VmHWM") - base) / 1024)
+                samples[name].append((status_kib("VmHWM") - base) / 1024)
     if mode == "time":
         return {name: {"ms_median": statistics.median(v), "ms_min": min(v)} for name, v in samples.items()}
     return {name: {"peak_mib": max(v)} for name, v in samples.items()}
-
-
-def _reset_peak_rss() -> int:
-    """Resets VmHWM to the current RSS; returns the RSS in KiB."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    return _status_kib("VmRSS")
-
-
-def _status_kib(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{key} not in /proc/self/status (this benchmark needs Linux)")
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} CPUs visible)"
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _print_tables(results: dict[tuple[str, str], dict], implementations: list[str]) -> None:

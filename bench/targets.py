@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -37,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lhotse import CutSet  # noqa: E402
 
+from bench.machine import cpu_name  # noqa: E402
 from kd.config import load_yaml, save_yaml  # noqa: E402
 from kd.data.tokenizer import Tokenizer  # noqa: E402
 from kd.models import build_model  # noqa: E402
@@ -98,7 +97,7 @@ def main() -> None:
     print(f"# teacher targets of {args.cuts}: {stats.num_cuts} cuts, {hours:.4f} h, {skipped} skipped")
     settings = f"vocabulary {vocab}, k={args.topk}, s_range={args.prune_range}, beam={args.beam}"
     print(f"# teacher: {teacher}; {settings}")
-    print(f"# {_cpu_name()}, torch {torch.__version__}, torch.set_num_threads({args.threads}), {args.device}")
+    print(f"# {cpu_name()}, torch {torch.__version__}, torch.set_num_threads({args.threads}), {args.device}")
     print(f"# one generation run: {wall:.1f} s wall-clock (teacher loading and I/O included)\n")
     naive = {
         "full-vocabulary full lattice, fp16": lattices["full"] * vocab * 2,
@@ -160,18 +159,6 @@ def _lattice_sizes(cuts_path: Path, prune_range: int) -> dict[str, int]:
         full += frames * (tokens + 1)
         pruned += frames * prune_range
     return {"full": full, "pruned": pruned}
-
-
-def _cpu_name() -> str:
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name} ({os.cpu_count()} CPUs visible)"
 
 
 if __name__ == "__main__":
