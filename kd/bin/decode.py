@@ -8,11 +8,15 @@ A co-learning experiment (kd.mode: colearn) holds a teacher and a student: the s
 --part teacher is given, whose results are tagged teacher_<method> in the same --exp-dir.
 --lm-exp exp/synth/lm --lm-scale 0.3 fuses an LSTM LM (python -m kd.bin.train_lm) into modified beam search;
 its results are tagged modified_beam_search_beam_<beam>_lm_<scale>, beside those without the LM.
+A streaming model (causal encoder, or a cascaded model's causal first pass) also gets its latency measured on
+the first --latency-utts cuts of each set (kd.decode.latency; 0: off), logged and stored as "latency" in every
+wer-<set>-*.json of that set; a non-causal model is decoded without it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import re
 from pathlib import Path
@@ -22,6 +26,7 @@ from lhotse import CutSet
 
 from kd.data.datamodule import AsrDataModule, DataConfig
 from kd.decode import METHODS, decode_dataset, save_results
+from kd.decode.latency import measure_latency, streaming_part
 from kd.lm import lm_checkpoint, load_lm
 from kd.logging_utils import setup_logging
 from kd.models import count_parameters
@@ -63,6 +68,13 @@ def get_parser() -> argparse.ArgumentParser:
         default="final",
         help="cascaded models: decode the final (second) pass or the causal first pass (results tagged "
         "first_pass_<method>)",
+    )
+    parser.add_argument(
+        "--latency-utts",
+        type=int,
+        default=20,
+        help="streaming models: measure latency on this many cuts of each set at batch size 1 (0: off); "
+        "non-causal models are not measured",
     )
     parser.add_argument(
         "--part",
@@ -129,11 +141,19 @@ def main() -> None:
             "scale": args.lm_scale,
         }
     data = AsrDataModule(DataConfig(max_duration=args.max_duration))
+    measure = args.latency_utts > 0 and streaming_part(model) is not None
+    if args.latency_utts > 0 and not measure:
+        logging.info("latency not measured: the model does not stream (its encoder is not causal)")
     for cuts_path in args.cuts:
         if not cuts_path.is_file():
             raise FileNotFoundError(f"{cuts_path} not found; run the data stages of run.sh first")
         cuts = CutSet.from_file(cuts_path)
         name = set_name(cuts_path)
+        latency = None
+        if measure:
+            measured = measure_latency(model, cuts, args.latency_utts, device=device)
+            logging.info("%s latency: %s", name, measured.summary())
+            latency = dataclasses.asdict(measured)
         for method in args.methods:
             results, stats = decode_dataset(
                 model,
@@ -151,7 +171,9 @@ def main() -> None:
                 tag = f"first_pass_{tag}"
             if args.part == "teacher":
                 tag = f"teacher_{tag}"
-            wer = save_results(args.exp_dir, name, tag, results, rtf=rtf, model_info=model_info)
+            wer = save_results(
+                args.exp_dir, name, tag, results, rtf=rtf, model_info=model_info, latency=latency
+            )
             logging.info("%s %s: %s (RTF %.4f)", name, tag, wer, rtf)
 
 

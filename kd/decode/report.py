@@ -1,5 +1,6 @@
 """Result tables across experiments: every ``wer-*.json`` under some directories, as a Markdown table and
-a plot of WER against model size."""
+a plot of WER against model size. Streaming models' measured latency (:mod:`kd.decode.latency`) gets a
+column when any result has it: the first-pass latency, and for cascaded models the final latency."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ class ResultRow:
     subs: int
     num_params: int | None
     rtf: float | None
+    latency_ms: float | None = None  # first-pass latency of a streaming model
+    final_latency_ms: float | None = None  # a cascaded model's second-pass latency
 
 
 def _read(path: Path, experiment: str) -> ResultRow:
@@ -35,6 +38,7 @@ def _read(path: Path, experiment: str) -> ResultRow:
     if missing:
         raise ValueError(f"{path}: lacks {missing}; it was not written by kd.decode.scoring.save_results")
     model = data.get("model") or {}
+    latency = data.get("latency") or {}
     return ResultRow(
         experiment=experiment,
         test_set=data["set"],
@@ -45,6 +49,8 @@ def _read(path: Path, experiment: str) -> ResultRow:
         subs=int(data["sub"]),
         num_params=model.get("num_params"),
         rtf=data.get("rtf"),
+        latency_ms=latency.get("first_pass_latency_ms"),
+        final_latency_ms=latency.get("final_latency_ms"),
     )
 
 
@@ -66,19 +72,29 @@ def collect_results(dirs: Sequence[str | Path]) -> list[ResultRow]:
     return sorted(rows.values(), key=lambda r: (r.experiment, r.test_set, r.method))
 
 
+def _ms(value: float | None) -> str:
+    return f"{value:.1f}" if value is not None else "-"
+
+
 def markdown_table(rows: Sequence[ResultRow]) -> str:
-    """One line per (experiment, set, method)."""
+    """One line per (experiment, set, method); the latency columns only when some row has a latency."""
+    columns = [
+        ("latency (ms)", lambda r: r.latency_ms),
+        ("final latency (ms)", lambda r: r.final_latency_ms),
+    ]
+    columns = [(title, get) for title, get in columns if any(get(r) is not None for r in rows)]
+    header = ["experiment", "set", "method", "WER (%)", "ins", "del", "sub", "params", "RTF"]
+    header += [title for title, _ in columns]
     lines = [
-        "| experiment | set | method | WER (%) | ins | del | sub | params | RTF |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + "|",
     ]
     for r in rows:
         params = f"{r.num_params / 1e6:.2f} M" if r.num_params is not None else "-"
         rtf = f"{r.rtf:.4f}" if r.rtf is not None else "-"
-        lines.append(
-            f"| {r.experiment} | {r.test_set} | {r.method} | {r.wer:.2f} | {r.ins} | {r.dels} | {r.subs} "
-            f"| {params} | {rtf} |"
-        )
+        cells = [r.experiment, r.test_set, r.method, f"{r.wer:.2f}", str(r.ins), str(r.dels), str(r.subs)]
+        cells += [params, rtf, *(_ms(get(r)) for _, get in columns)]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -4,7 +4,8 @@ For set S and method M an experiment directory receives:
   recogs-S-M.txt   reference and hypothesis words per utterance
   errs-S-M.txt     the WER line, error counts, per-utterance alignments and per-word error counts
   wer-S-M.txt      one summary line
-  wer-S-M.json     the numbers, the decode real-time factor and model facts, for ``kd.bin.report``
+  wer-S-M.json     the numbers, the decode real-time factor, model facts and, for streaming models, the
+                   measured latency (``kd.decode.latency``), for ``kd.bin.report``
 """
 
 from __future__ import annotations
@@ -167,6 +168,7 @@ def save_results(
     results: Sequence[Result],
     rtf: float | None = None,
     model_info: dict[str, Any] | None = None,
+    latency: dict[str, Any] | None = None,
 ) -> WerStats:
     """Scores ``results`` and writes the four result files for (``test_set``, ``method``) into ``exp_dir``.
 
@@ -177,6 +179,8 @@ def save_results(
         results: (cut id, reference words, hypothesis words) per utterance.
         rtf: decode real-time factor (decode seconds / audio seconds).
         model_info: free-form facts about the model for the report; ``num_params`` (int) is plotted.
+        latency: a streaming model's latency on this set (the fields of
+            :class:`kd.decode.latency.LatencyStats`); written as ``latency``, null when not measured.
     Returns:
         the WER statistics.
     """
@@ -197,6 +201,7 @@ def save_results(
         "num_utts": stats.num_utts,
         "rtf": rtf,
         "model": model_info or {},
+        "latency": latency,
     }
     write_text_atomic(exp_dir / f"wer-{name}.json", json.dumps(record, indent=2) + "\n")
     return stats

@@ -11,8 +11,10 @@ A tables file (``egs/<corpus>/tables.yaml``) maps a table name to its title, its
 A row is a student row of ``run.sh`` (experiment ``student_<row>``, or ``student_<row>_seed<s>`` for each
 seed) or ``teacher`` (the experiment ``teacher``, never repeated over seeds). Each table line gives the WER
 per test set for one decoding method (mean +- std over seeds), the relative WER reduction against the
-baseline row of the same seed, parameters (non-zeros), and the training time read from the experiment's
-``epochs.jsonl``. Experiments that are missing are listed as such, never left out silently.
+baseline row of the same seed, parameters (non-zeros), streaming models' measured latency (first pass, and
+final for cascaded models; columns shown when some row has them, see :mod:`kd.decode.latency`), and the
+training time read from the experiment's ``epochs.jsonl``. Experiments that are missing are listed as such,
+never left out silently.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from pathlib import Path
 import yaml
 
 TEACHER = "teacher"
+# Latency column header -> the field of the results' ``latency`` record (kd.decode.latency.LatencyStats).
+LATENCY_COLUMNS = {"latency (ms)": "first_pass_latency_ms", "final latency (ms)": "final_latency_ms"}
 
 
 @dataclass
@@ -40,12 +44,14 @@ class TableSpec:
 
 @dataclass
 class Measured:
-    """One experiment's numbers: WER per test set (for the chosen method), sizes, training seconds."""
+    """One experiment's numbers: WER per test set (for the chosen method), sizes, training seconds, and a
+    streaming model's latency: ``latency[key][set]`` in ms, ``key`` a value of :data:`LATENCY_COLUMNS`."""
 
     wer: dict[str, float] = field(default_factory=dict)
     num_params: int | None = None
     nonzero_params: int | None = None
     train_seconds: float | None = None
+    latency: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def load_tables(path: str | Path) -> list[TableSpec]:
@@ -124,6 +130,10 @@ def measure(exp_dir: Path, method: str) -> Measured | None:
         if data.get("method") != method:
             continue  # e.g. wer-dev-greedy_search.json when asking for "search"
         out.wer[data["set"]] = float(data["wer"])
+        latency = data.get("latency") or {}
+        for key in LATENCY_COLUMNS.values():
+            if latency.get(key) is not None:
+                out.latency.setdefault(key, {})[data["set"]] = float(latency[key])
         model = data.get("model") or {}
         out.num_params = model.get("num_params", out.num_params)
         out.nonzero_params = model.get("nonzero_params", out.nonzero_params)
@@ -147,6 +157,12 @@ def _size(m: Measured) -> str:
     if m.nonzero_params is not None and m.nonzero_params < 0.99 * m.num_params:
         return f"{total} ({m.nonzero_params / 1e6:.2f} M non-zero)"
     return total
+
+
+def _latency_columns(runs: dict[str, dict[int | None, Measured]]) -> list[tuple[str, str]]:
+    """(header, latency key) of the latency columns that some experiment has."""
+    measured = [m for r in runs.values() for m in r.values()]
+    return [(title, key) for title, key in LATENCY_COLUMNS.items() if any(key in m.latency for m in measured)]
 
 
 def render_table(
@@ -175,7 +191,8 @@ def render_table(
     header = ["row", *(f"{t} WER (%)" for t in sets)]
     if spec.baseline:
         header += [f"{t} WERR (%)" for t in sets]
-    header += ["params", "train time (min)", "runs"]
+    latency_columns = _latency_columns(runs)
+    header += ["params", *(title for title, _ in latency_columns), "train time (min)", "runs"]
     lines = [f"**{spec.title}** ({method})", "", "| " + " | ".join(header) + " |"]
     lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
     for row in spec.rows:
@@ -200,6 +217,12 @@ def render_table(
                 cells.append(_mean_std(werr) if werr else "-")
         first = next(iter(measured.values()))
         cells.append(_size(first))
+        for _, key in latency_columns:
+            # Latency hardly depends on the test set: one number per experiment, its mean over the sets.
+            per_run = [
+                statistics.mean(m.latency[key].values()) for m in measured.values() if key in m.latency
+            ]
+            cells.append(_mean_std(per_run) if per_run else "-")
         times = [m.train_seconds for m in measured.values() if m.train_seconds is not None]
         cells.append(_mean_std([t / 60 for t in times]) if times else "-")
         cells.append(str(len(measured)))
