@@ -16,7 +16,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 stage=0                   # first stage to run
 stop_stage=100            # last stage to run
 corpus=synth              # synth | librispeech | kaldi
-size=default              # synthetic corpus size: default | test
+size=default              # synthetic corpus size: a preset of kd/data/synth/plan.py (default, test, ...); other than default: data/synth_<size>, exp/synth_<size>
 seed=42                   # seed of the synthetic corpus and of training
 nj=2                      # parallel jobs for data stages
 vocab_size=0              # BPE vocabulary size (0: 256 for synth/kaldi, 500 for librispeech)
@@ -126,7 +126,8 @@ fi
 
 data=data/$corpus
 exp=exp/$corpus
-if $quick; then data=data/${corpus}_quick; exp=exp/${corpus}_quick; fi
+if $quick; then data=data/${corpus}_quick; exp=exp/${corpus}_quick
+elif [ "$corpus" = synth ] && [ "$size" != default ]; then data=data/synth_$size; exp=exp/synth_$size; fi
 lang=$data/lang_bpe_$vocab_size
 mkdir -p "$data" "$exp"
 
