@@ -27,7 +27,8 @@ def get_parser() -> argparse.ArgumentParser:
         "--size",
         choices=sorted(SIZES),
         default="default",
-        help="preset: 'test' builds in seconds, 'default' about 2.4 h of audio, 'long' 3.4 h",
+        help="preset: 'test' builds in seconds, 'default' about 3.4 h of audio, 'short' 2.4 h of short "
+        "single sentences",
     )
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--nj", type=int, default=2, help="parallel worker processes")
