@@ -33,7 +33,8 @@ seeds=0                   # train every student row with N seeds (--seed, --seed
 tables=""                 # paper tables of egs/<corpus>/tables.yaml to run and print ("a c", or all); their rows replace --students
 lm_config=""              # token LM YAML (default egs/<corpus>/conf/lm.yaml; stage 3 skips the LM if absent)
 lm_scale=0.3              # shallow-fusion weight of the LM in an extra beam-search decode (0: none)
-targets_lm_scale=0        # stage 6: LM weight in the teacher's search for unlabelled hypotheses (0: no LM)
+targets_lm_scale=0        # stage 6: LM weight of a second, LM-fused set of unlabelled targets (exp/<corpus>/teacher/targets_lm/, row one_best_lm); the plain set never has the LM (0: no fused set)
+targets_blank_penalty=0   # stage 6: blank penalty in the LM-fused search (offsets the LM's cost of every token against blank)
 target_types="pruned pxpy one_best hyp enc_logits"   # teacher targets to generate
 topk=8                    # teacher classes kept per lattice node / frame in the stored targets
 nst_iterations=0          # stage 10: Noisy Student rounds (teacher -> student -> next teacher); 0: off
@@ -43,7 +44,7 @@ decode_methods="greedy_search modified_beam_search"   # decoding methods
 avg=1                     # checkpoints averaged for decoding
 device=auto               # auto | cpu | cuda
 force=false               # rerun finished data stages
-quick=false               # reduced-size profile (CI): --size test, toy models of egs/synth/quick/, all paper tables (unless --tables/--students), one NST round; in data/synth_quick, exp/synth_quick
+quick=false               # reduced-size profile (CI): --size test, toy models of egs/synth/quick/, all paper tables (unless --tables/--students), LM-fused targets (--targets-lm-scale 0.3), one NST round; in data/synth_quick, exp/synth_quick
 
 help_message="Usage: ./run.sh [options]   (stages: 0 corpus, 1 manifests, 2 fbank, 3 bpe + token LM, 4 train teacher, 5 decode teacher, 6 teacher targets, 7 distil students, 8 decode students, 9 export the best student, 10 Noisy Student Training)"
 . utils/parse_options.sh
@@ -55,6 +56,8 @@ if $quick; then
   [ "$vocab_size" -gt 0 ] || vocab_size=48
   [ -n "$tables$students" ] || tables=all
   [ "$nst_iterations" -gt 0 ] || nst_iterations=1
+  # table (c)'s row one_best_lm trains on the LM-fused unlabelled targets
+  [ "$targets_lm_scale" != 0 ] || targets_lm_scale=0.3
 fi
 # The main job: the student without KD and one KD student per paper of METHODS.md, (a) to (e).
 [ -n "$students" ] || students="none sparse60_collapsed encoder_logits one_best soft_lattice cascaded_kd_stored"
@@ -220,6 +223,7 @@ fi
 # Training stages resume from their own checkpoints, so they carry no .done marker. The configs name their
 # data through these variables (egs/synth/conf/*.yaml: paths.train_cuts: ${KD_TRAIN_CUTS}, ...).
 targets=$exp/teacher/targets
+targets_lm=$exp/teacher/targets_lm
 export KD_EXP=$exp KD_TEACHER=$exp/teacher KD_BPE_MODEL=$lang/bpe.model
 export KD_TRAIN_CUTS=$data/fbank/${corpus}_cuts_${train_part}.jsonl.gz
 export KD_VALID_CUTS=$data/fbank/${corpus}_cuts_${dev_parts%% *}.jsonl.gz
@@ -230,6 +234,26 @@ run_overrides=("train.seed=$seed" "train.device=$device")
 test_cuts=$(for p in $test_parts; do echo "$data/fbank/${corpus}_cuts_$p.jsonl.gz"; done)
 lm_opts=()
 if [ -f "$lm_config" ]; then lm_opts=(--lm-exp "$exp/lm"); fi
+# Stage 6 makes the LM-fused unlabelled targets when there is an LM and --targets-lm-scale is not 0; a set it
+# made before is found without the option. Rows that train on them fail clearly without them.
+fuse_targets=false
+if [ -n "$unlabelled_parts" ] && [ ${#lm_opts[@]} -gt 0 ] && [ "$targets_lm_scale" != 0 ]; then
+  fuse_targets=true
+fi
+export KD_UNLABELLED_TARGETS_LM=""
+if [ -n "$unlabelled_parts" ]; then
+  fused=$targets_lm/${corpus}_${unlabelled_parts}_targets.jsonl.gz
+  if $fuse_targets || [ -f "$fused" ]; then KD_UNLABELLED_TARGETS_LM=$fused; fi
+fi
+if [ -z "$KD_UNLABELLED_TARGETS_LM" ] && [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
+  for r in $students; do
+    if grep -q KD_UNLABELLED_TARGETS_LM "$(row_config "$r")"; then
+      echo "run.sh: row '$r' trains on LM-fused unlabelled targets, which stage 6 makes only with" \
+        "--targets-lm-scale W (not 0), a token LM ($lm_config) and unlabelled audio" >&2
+      exit 1
+    fi
+  done
+fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && [ -f "$lm_config" ]; then
   log "stage 3: token LM ($lm_config -> $exp/lm)"
@@ -264,14 +288,24 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   log "stage 6: teacher targets ($target_types, top-$topk) -> $targets"
   # Reruns finish unfinished shards only; a finished set is kept.
   for p in $train_part $unlabelled_parts; do
-    fusion=()
-    if [ "$p" != "$train_part" ] && [ "$targets_lm_scale" != 0 ]; then
-      fusion=("${lm_opts[@]}" --lm-scale "$targets_lm_scale")
-    fi
     python -m kd.bin.generate_targets --exp-dir "$exp/teacher" --avg "$avg" \
       --cuts "$data/fbank/${corpus}_cuts_$p.jsonl.gz" --out-dir "$targets" --types $target_types \
-      --topk "$topk" --nj "$nj" --device "$device" "${fusion[@]}"
+      --topk "$topk" --nj "$nj" --device "$device"
   done
+  if [ "$targets_lm_scale" != 0 ] && ! $fuse_targets; then
+    echo "run.sh: --targets-lm-scale needs unlabelled audio and the token LM of stage 3 ($lm_config)" >&2
+    exit 1
+  fi
+  if $fuse_targets; then
+    # The unlabelled part once more, its hypotheses searched with the LM fused: a second set beside the plain
+    # one, so the rows with and without fusion (one_best, one_best_lm) train from one stage 6.
+    log "stage 6: LM-fused targets of $unlabelled_parts (LM weight $targets_lm_scale, blank penalty" \
+      "$targets_blank_penalty) -> $targets_lm"
+    python -m kd.bin.generate_targets --exp-dir "$exp/teacher" --avg "$avg" \
+      --cuts "$data/fbank/${corpus}_cuts_$unlabelled_parts.jsonl.gz" --out-dir "$targets_lm" \
+      --types one_best hyp --topk "$topk" --nj "$nj" --device "$device" "${lm_opts[@]}" \
+      --lm-scale "$targets_lm_scale" --blank-penalty "$targets_blank_penalty"
+  fi
 fi
 
 # The experiment dirs of the student rows, one per row and seed.

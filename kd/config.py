@@ -7,7 +7,9 @@ Two conveniences keep families of configs (one per student of a paper table) fre
 - ``base: other.yaml`` (relative to the file's directory as named, symlinks not followed) starts from another
   config; the file's own mappings are merged into it key by key, and its lists and scalars replace the base's.
 - ``${NAME}`` in a string value is the environment variable ``NAME`` (``run.sh`` exports where the teacher and
-  its targets are); an unset variable is an error naming it.
+  its targets are); an unset variable is an error naming it. ``${NAME:?message}`` (the shell's form) also
+  refuses an empty value, with ``message``: for data that a row cannot do without, where empty would
+  silently mean "none".
 """
 
 from __future__ import annotations
@@ -113,7 +115,7 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return {k: plain(v) for k, v in dataclasses.asdict(obj).items()}
 
 
-_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::\?([^}]*))?\}")
 
 
 def _read_tree(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -159,11 +161,16 @@ def _expand_env(value: Any, where: str) -> Any:
         return value
 
     def lookup(match: re.Match) -> str:
-        name = match.group(1)
-        if name not in os.environ:
+        name, message = match.groups()
+        value = os.environ.get(name)
+        if message is not None and not value:
+            state = "not set" if value is None else "empty"
+            hint = message or "set it to a non-empty value or override the key"
+            raise ConfigError(f"{where}: environment variable {name} is {state}: {hint}")
+        if value is None:
             hint = "export it or override the key"
             raise ConfigError(f"{where}: environment variable {name} is not set ({hint})")
-        return os.environ[name]
+        return value
 
     return _ENV_VAR.sub(lookup, value)
 

@@ -8,6 +8,9 @@ A co-learning experiment (kd.mode: colearn) holds a teacher and a student: the s
 --part teacher is given, whose results are tagged teacher_<method> in the same --exp-dir.
 --lm-exp exp/synth/lm --lm-scale 0.3 fuses an LSTM LM (python -m kd.bin.train_lm) into modified beam search;
 its results are tagged modified_beam_search_beam_<beam>_lm_<scale>, beside those without the LM.
+--blank-penalty 1.5 subtracts 1.5 from the joiner's blank logit in every method (icefall's blank_penalty:
+it offsets the LM's cost of every token, and a deletion-prone model's bias towards blank); its results are
+tagged <method>_bp_<penalty>.
 A streaming model (causal encoder, or a cascaded model's causal first pass) also gets its latency measured on
 the first --latency-utts cuts of each set (kd.decode.latency; 0: off), logged and stored as "latency" in every
 wer-<set>-*.json of that set; a non-causal model is decoded without it.
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import re
 from pathlib import Path
 
@@ -58,6 +62,12 @@ def get_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--lm-epoch", type=int, default=None, help="the LM's epoch (default: the newest)")
     parser.add_argument("--lm-scale", type=float, default=None, help="weight of the LM's log-probabilities")
+    parser.add_argument(
+        "--blank-penalty",
+        type=float,
+        default=0.0,
+        help="subtracted from the blank logit before the log-softmax, in every method (0: none)",
+    )
     parser.add_argument("--max-duration", type=float, default=300.0, help="seconds of audio per batch")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--num-threads", type=int, default=0, help="torch threads on CPU (0: default)")
@@ -100,19 +110,24 @@ def check_lm_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         )
 
 
-def method_tag(method: str, beam: int, lm_scale: float | None = None) -> str:
-    """The result-file name of a method: ``greedy_search``, ``modified_beam_search_beam_4``, or with LM
-    shallow fusion ``modified_beam_search_beam_4_lm_0.3``."""
-    if method != "modified_beam_search":
-        return method
-    tag = f"{method}_beam_{beam}"
-    return tag if lm_scale is None else f"{tag}_lm_{lm_scale:g}"
+def method_tag(method: str, beam: int, lm_scale: float | None = None, blank_penalty: float = 0.0) -> str:
+    """The result-file name of a method: ``greedy_search``, ``modified_beam_search_beam_4``, with LM
+    shallow fusion ``modified_beam_search_beam_4_lm_0.3``, and with a blank penalty ``_bp_<penalty>`` added
+    (``greedy_search_bp_1.5``, ``modified_beam_search_beam_4_lm_0.3_bp_1.5``)."""
+    tag = method
+    if method == "modified_beam_search":
+        tag = f"{method}_beam_{beam}"
+        if lm_scale is not None:
+            tag = f"{tag}_lm_{lm_scale:g}"
+    return tag if blank_penalty == 0.0 else f"{tag}_bp_{blank_penalty:g}"
 
 
 def main() -> None:
     parser = get_parser()
     args = parser.parse_args()
     check_lm_args(parser, args)
+    if not math.isfinite(args.blank_penalty):
+        parser.error(f"--blank-penalty must be a finite number, got {args.blank_penalty}")
     setup_logging(args.exp_dir / "log", "decode")
     device = resolve_device(args.device)
     if args.num_threads > 0:
@@ -140,6 +155,8 @@ def main() -> None:
             "checkpoint": str(lm_checkpoint(args.lm_exp, args.lm_epoch)),
             "scale": args.lm_scale,
         }
+    if args.blank_penalty != 0.0:
+        model_info["blank_penalty"] = args.blank_penalty
     data = AsrDataModule(DataConfig(max_duration=args.max_duration))
     measure = args.latency_utts > 0 and streaming_part(model) is not None
     if args.latency_utts > 0 and not measure:
@@ -164,9 +181,10 @@ def main() -> None:
                 device=device,
                 lm=lm,
                 lm_scale=args.lm_scale or 0.0,
+                blank_penalty=args.blank_penalty,
             )
             rtf = stats["decode_seconds"] / max(stats["audio_seconds"], 1e-9)
-            tag = method_tag(method, args.beam, args.lm_scale)
+            tag = method_tag(method, args.beam, args.lm_scale, args.blank_penalty)
             if args.decode_pass == "first":
                 tag = f"first_pass_{tag}"
             if args.part == "teacher":

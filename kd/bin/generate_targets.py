@@ -8,6 +8,8 @@
 --lm-exp exp/synth/lm --lm-scale 0.3 fuses an LSTM LM (python -m kd.bin.train_lm) into the beam search that
 gives the hypotheses (the hyp targets, and the labels of the lattice targets of unlabelled cuts); the
 manifest records it, and a run with another LM or none refuses to write into the same --out-dir.
+--blank-penalty 1.5 subtracts 1.5 from the teacher's blank logit in that search only (it offsets the LM's
+cost of every token); the stored log-probs stay the teacher's own posteriors. The manifest records it too.
 
 Writes <out-dir>/<name>_targets.jsonl.gz (the cuts with their targets attached; <name> is the cuts file's
 name without "_cuts" and ".jsonl.gz", e.g. synth_train) and <out-dir>/<name>_targets.json (the targets
@@ -79,6 +81,13 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--lm-scale", type=float, default=None, help="weight of the LM's log-probabilities in the search"
     )
+    parser.add_argument(
+        "--blank-penalty",
+        type=float,
+        default=0.0,
+        help="subtracted from the blank logit in the hypothesis search only, not in the stored targets "
+        "(0: none)",
+    )
     parser.add_argument("--nj", type=int, default=1, help="shards, run by as many processes")
     parser.add_argument("--max-duration", type=float, default=200.0, help="seconds of audio per batch")
     parser.add_argument("--device", default="auto")
@@ -110,9 +119,13 @@ def main() -> None:
         lm_scale=args.simple_lm_scale,
         am_scale=args.simple_am_scale,
         beam=args.beam,
+        blank_penalty=args.blank_penalty,
     )
-    if args.lm_exp is not None and not ("hyp" in config.types or config.needs_tokens):
+    searched = "hyp" in config.types or config.needs_tokens
+    if args.lm_exp is not None and not searched:
         parser.error(f"--lm-exp: the types {config.types} search no hypotheses, so an LM has nothing to do")
+    if args.blank_penalty != 0.0 and not searched:
+        parser.error(f"--blank-penalty: the types {config.types} search no hypotheses; drop it")
     lm = LmSpec(str(args.lm_exp), args.lm_scale, args.lm_epoch) if args.lm_exp is not None else None
     common = {"device": device, "max_duration": args.max_duration, "force": args.force}
     if world_size == 1:

@@ -4,7 +4,9 @@ At most one symbol is emitted per frame. Each frame, every hypothesis of an utte
 vocabulary entry (blank keeps the sequence), the best ``beam`` of the hypotheses x vocabulary candidates
 survive, and candidates that spell the same token sequence are merged by adding their probabilities. An
 optional language model with the decoder's step API is fused shallowly: non-blank candidates gain
-``lm_scale`` times the LM's log-probability of the token, before the top-k, so the LM shapes the beam.
+``lm_scale`` times the LM's log-probability of the token, before the top-k, so the LM shapes the beam. The
+LM's log-probabilities are negative, so fusion alone favours blank; ``blank_penalty`` (subtracted from the
+joiner's blank logit before the log-softmax, as icefall's) offsets that.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ def modified_beam_search(
     beam: int = 4,
     lm: Any = None,
     lm_scale: float = 0.0,
+    blank_penalty: float = 0.0,
     return_timestamps: bool = False,
     return_scores: bool = False,
 ) -> list[list[int]] | DecodingResults:
@@ -93,6 +96,9 @@ def modified_beam_search(
         lm: optional language model with ``init_state``, ``step(tokens (N,), state) -> (log_probs (N, V),
             state)`` and ``select_state``; ``step`` returns log-probabilities of the next token.
         lm_scale: weight of the LM log-probabilities (shallow fusion).
+        blank_penalty: subtracted from the blank logit of the joiner before the log-softmax: a positive
+            value makes blank less likely and hypotheses longer; the scores are those of the penalised
+            distribution. 0 is the plain search.
         return_timestamps: also return the frame of each token of the best hypothesis.
         return_scores: also return the best hypothesis' score: the log-sum of the fused path scores of the
             alignments merged into it.
@@ -133,7 +139,10 @@ def modified_beam_search(
         counts = torch.tensor([len(h) for h in hyps], device=device)
         num_utts, max_count = len(hyps), int(counts.max())
         enc = encoder_out[torch.tensor(active, device=device), t].repeat_interleave(counts, dim=0)  # (H, J)
-        log_probs = joiner(enc, decoder.out, project_input=False).float().log_softmax(dim=-1)  # (H, V)
+        logits = joiner(enc, decoder.out, project_input=False)  # (H, V)
+        if blank_penalty != 0.0:
+            logits[:, blank_id] -= blank_penalty
+        log_probs = logits.float().log_softmax(dim=-1)
         if fusion is not None:
             lm_part = lm_scale * fusion.out.float()
             lm_part[:, blank_id] = 0.0

@@ -33,6 +33,7 @@ def decode_batch(
     chunk_size: int | None = None,
     lm: Any = None,
     lm_scale: float = 0.0,
+    blank_penalty: float = 0.0,
 ) -> list[list[int]]:
     """Token ids of the best hypothesis per utterance.
 
@@ -46,17 +47,22 @@ def decode_batch(
         chunk_size: encoder frames per chunk for streaming (default: the encoder's).
         lm: optional LM with the step API for shallow fusion (modified beam search only).
         lm_scale: its weight.
+        blank_penalty: subtracted from the joiner's blank logit before the log-softmax, in every method.
     """
     if method not in METHODS:
         raise ValueError(f"unknown decoding method {method!r}; choose one of {list(METHODS)}")
     if lm is not None and method != "modified_beam_search":
         raise ValueError(f"LM shallow fusion needs modified_beam_search, not {method}")
     if method == "streaming_greedy_search":
-        return streaming_greedy_search(model, features, feature_lens, chunk_size, max_sym_per_frame)
+        return streaming_greedy_search(
+            model, features, feature_lens, chunk_size, max_sym_per_frame, blank_penalty=blank_penalty
+        )
     encoder_out, encoder_out_lens = model.encoder(features, feature_lens)
     if method == "greedy_search":
-        return greedy_search_batch(model, encoder_out, encoder_out_lens, max_sym_per_frame)
-    return modified_beam_search(model, encoder_out, encoder_out_lens, beam=beam, lm=lm, lm_scale=lm_scale)
+        return greedy_search_batch(model, encoder_out, encoder_out_lens, max_sym_per_frame, blank_penalty)
+    return modified_beam_search(
+        model, encoder_out, encoder_out_lens, beam=beam, lm=lm, lm_scale=lm_scale, blank_penalty=blank_penalty
+    )
 
 
 @torch.inference_mode()
@@ -71,6 +77,7 @@ def decode_dataset(
     chunk_size: int | None = None,
     lm: Any = None,
     lm_scale: float = 0.0,
+    blank_penalty: float = 0.0,
     frame_shift: float = 0.01,
 ) -> tuple[list[Result], dict[str, float]]:
     """Decodes every batch of ``dataloader`` with a tqdm bar; puts ``model`` in eval mode.
@@ -80,7 +87,7 @@ def decode_dataset(
         dataloader: yields dicts with ``features`` (B, T, 80), ``feature_lens`` (B,), ``texts`` (B
             reference strings) and ``cut_ids`` (B strings).
         tokenizer: turns token ids into text (``decode``).
-        method, beam, max_sym_per_frame, chunk_size, lm, lm_scale: as :func:`decode_batch`.
+        method, beam, max_sym_per_frame, chunk_size, lm, lm_scale, blank_penalty: as :func:`decode_batch`.
         device: where to decode.
         frame_shift: seconds per feature frame, to total the audio duration.
     Returns:
@@ -109,6 +116,7 @@ def decode_dataset(
             chunk_size=chunk_size,
             lm=lm,
             lm_scale=lm_scale,
+            blank_penalty=blank_penalty,
         )
         if device.type == "cuda":
             torch.cuda.synchronize(device)

@@ -22,11 +22,19 @@ class GreedySearch:
         batch_size: number of utterances B.
         device: where the decoder state lives.
         max_sym_per_frame: symbols emitted at most per frame (>= 1).
+        blank_penalty: subtracted from the blank logit of the joiner before the log-softmax (icefall's
+            ``blank_penalty``): a positive value makes blank less likely, so a deletion-prone model emits
+            more symbols; the scores are those of the penalised distribution. 0 is the plain search.
     """
 
     @torch.inference_mode()
     def __init__(
-        self, model: nn.Module, batch_size: int, device: torch.device | str, max_sym_per_frame: int = 1
+        self,
+        model: nn.Module,
+        batch_size: int,
+        device: torch.device | str,
+        max_sym_per_frame: int = 1,
+        blank_penalty: float = 0.0,
     ) -> None:
         if max_sym_per_frame < 1:
             raise ValueError(f"max_sym_per_frame must be >= 1, got {max_sym_per_frame}")
@@ -34,6 +42,7 @@ class GreedySearch:
         self.joiner = model.joiner
         self.blank_id = self.decoder.blank_id
         self.max_sym_per_frame = max_sym_per_frame
+        self.blank_penalty = blank_penalty
         self.states = StateBatcher(self.decoder, device)
         blanks = torch.full((batch_size,), self.blank_id, dtype=torch.int64, device=device)
         decoder_out, self.state = self.decoder.step(blanks, self.decoder.init_state(batch_size, device))
@@ -58,6 +67,8 @@ class GreedySearch:
             rows = torch.nonzero(lens > t).squeeze(1)
             for _ in range(self.max_sym_per_frame):
                 logits = self.joiner(encoder_out[rows, t], self.decoder_out[rows], project_input=False)
+                if self.blank_penalty != 0.0:
+                    logits[:, self.blank_id] -= self.blank_penalty
                 best_logp, tokens = logits.float().log_softmax(dim=-1).max(dim=-1)
                 self.scores[rows] += best_logp
                 emitted = tokens != self.blank_id
@@ -102,6 +113,7 @@ def greedy_search_batch(
     encoder_out: torch.Tensor,
     encoder_out_lens: torch.Tensor,
     max_sym_per_frame: int = 1,
+    blank_penalty: float = 0.0,
     return_timestamps: bool = False,
     return_scores: bool = False,
 ) -> list[list[int]] | DecodingResults:
@@ -112,6 +124,7 @@ def greedy_search_batch(
         encoder_out: (B, T, D_enc) raw encoder output; frames past an utterance's length are ignored.
         encoder_out_lens: (B,) valid frames per utterance.
         max_sym_per_frame: symbols emitted at most per frame.
+        blank_penalty: subtracted from the blank logit before the log-softmax (see :class:`GreedySearch`).
         return_timestamps: also return the frame of each emitted token.
         return_scores: also return the path log-probability (the sum of the chosen symbols' log-probs,
             blanks included).
@@ -120,6 +133,6 @@ def greedy_search_batch(
         asked for.
     """
     check_encoder_out(encoder_out, encoder_out_lens)
-    search = GreedySearch(model, encoder_out.size(0), encoder_out.device, max_sym_per_frame)
+    search = GreedySearch(model, encoder_out.size(0), encoder_out.device, max_sym_per_frame, blank_penalty)
     search.advance(model.joiner.encoder_proj(encoder_out), encoder_out_lens)
     return search.results(return_timestamps, return_scores)

@@ -32,6 +32,8 @@ class StreamingGreedySearch:
         chunk_size: encoder frames (after subsampling) per chunk; default: the encoder's ``chunk_size``.
         max_sym_per_frame: symbols emitted at most per frame.
         pad_value: feature value appended past the end of the features.
+        blank_penalty: subtracted from the blank logit before the log-softmax (see
+            :class:`~kd.decode.greedy.GreedySearch`).
     """
 
     @torch.inference_mode()
@@ -43,6 +45,7 @@ class StreamingGreedySearch:
         chunk_size: int | None = None,
         max_sym_per_frame: int = 1,
         pad_value: float = LOG_EPS,
+        blank_penalty: float = 0.0,
     ) -> None:
         encoder = model.encoder
         if not getattr(encoder, "causal", False):
@@ -71,7 +74,7 @@ class StreamingGreedySearch:
         if features.size(1) < needed:
             features = F.pad(features, (0, 0, 0, needed - features.size(1)), value=pad_value)
         self.features = features
-        self.search = GreedySearch(model, batch_size, device, max_sym_per_frame)
+        self.search = GreedySearch(model, batch_size, device, max_sym_per_frame, blank_penalty)
         self.states = encoder.get_init_states(batch_size, device)
         self.produced = torch.zeros_like(self.expected_lens)
         self.chunks_done = 0
@@ -119,6 +122,7 @@ def streaming_greedy_search(
     chunk_size: int | None = None,
     max_sym_per_frame: int = 1,
     pad_value: float = LOG_EPS,
+    blank_penalty: float = 0.0,
     return_timestamps: bool = False,
     return_scores: bool = False,
 ) -> list[list[int]] | DecodingResults:
@@ -133,13 +137,17 @@ def streaming_greedy_search(
         chunk_size: encoder frames (after subsampling) per chunk; default: the encoder's ``chunk_size``.
         max_sym_per_frame: symbols emitted at most per frame.
         pad_value: feature value appended past the end of the features.
+        blank_penalty: subtracted from the blank logit before the log-softmax (see
+            :class:`~kd.decode.greedy.GreedySearch`).
         return_timestamps: also return the (global) encoder frame of each emitted token.
         return_scores: also return the greedy path log-probability.
     Returns:
         as :func:`kd.decode.greedy.greedy_search_batch` on the whole encoder output, which it equals when
         the encoder's streaming and full (chunk-masked) forward agree.
     """
-    search = StreamingGreedySearch(model, features, feature_lens, chunk_size, max_sym_per_frame, pad_value)
+    search = StreamingGreedySearch(
+        model, features, feature_lens, chunk_size, max_sym_per_frame, pad_value, blank_penalty
+    )
     for _ in range(search.num_chunks):
         search.step()
     return search.results(return_timestamps, return_scores)

@@ -17,8 +17,10 @@ teacher's softmax at temperature 1 and the log of the remaining mass (kd.losses.
                 hypothesis, T + U nodes), with logprobs, ids (N, k) and rest (N,) at each node.
     enc_logits: logprobs, ids (T, k) and rest (T,) of the joiner on the encoder alone (CoDERT).
     hyp:        the best modified-beam-search hypothesis (tokens, frame of each token, score) of an unlabelled
-                cut (labelled cuts are not searched), optionally with an LM fused in (the score then includes
-                the LM's weighted log-probabilities).
+                cut (labelled cuts are not searched), optionally with an LM fused in and a blank penalty
+                (the score then includes the LM's weighted log-probabilities and the penalty). Neither
+                touches the stored log-probs of the other types: they are the teacher's own posteriors on
+                the lattice of that hypothesis.
 """
 
 from __future__ import annotations
@@ -148,6 +150,7 @@ def compute_targets(
                 beam=config.beam,
                 lm=lm,
                 lm_scale=lm_scale,
+                blank_penalty=config.blank_penalty,
                 return_timestamps=True,
                 return_scores=True,
             )

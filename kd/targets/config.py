@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 TARGET_TYPES = ("pruned", "pxpy", "one_best", "hyp", "enc_logits")
@@ -33,6 +34,8 @@ class TargetConfig:
         rnnt_type: lattice topology of the simple loss behind the prune ranges ("regular" | "modified").
         beam: beam of the modified beam search that gives hypotheses (``hyp``, and the lattice targets of
             unlabelled cuts).
+        blank_penalty: subtracted from the blank logit in that search only (it shapes the hypotheses, e.g.
+            against the deletions of LM fusion); the stored log-probs stay the teacher's own posteriors.
     """
 
     types: list[str] = field(default_factory=lambda: list(TARGET_TYPES))
@@ -42,6 +45,7 @@ class TargetConfig:
     am_scale: float = 0.0
     rnnt_type: str = "regular"
     beam: int = 4
+    blank_penalty: float = 0.0
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.types) - set(TARGET_TYPES))
@@ -62,6 +66,8 @@ class TargetConfig:
             raise ValueError(f"rnnt_type must be 'regular' or 'modified', got {self.rnnt_type!r}")
         if self.beam < 1:
             raise ValueError(f"beam must be >= 1, got {self.beam}")
+        if not math.isfinite(self.blank_penalty):
+            raise ValueError(f"blank_penalty must be a finite number, got {self.blank_penalty}")
         # a canonical order, so that two runs asking for the same types in another order agree
         self.types = [t for t in TARGET_TYPES if t in self.types]
 
