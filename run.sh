@@ -33,6 +33,7 @@ seeds=0                   # train every student row with N seeds (--seed, --seed
 tables=""                 # paper tables of egs/<corpus>/tables.yaml to run and print ("a c", or all); their rows replace --students
 lm_config=""              # token LM YAML (default egs/<corpus>/conf/lm.yaml; stage 3 skips the LM if absent)
 lm_scale=0.3              # shallow-fusion weight of the LM in an extra beam-search decode (0: none)
+lm_blank_penalty=2        # blank penalty of that decode (offsets the LM's cost of every token; 2 on the synthetic dev set: egs/synth/RESULTS.md)
 targets_lm_scale=0        # stage 6: LM weight of a second, LM-fused set of unlabelled targets (exp/<corpus>/teacher/targets_lm/, row one_best_lm); the plain set never has the LM (0: no fused set)
 targets_blank_penalty=0   # stage 6: blank penalty in the LM-fused search (offsets the LM's cost of every token against blank)
 target_types="pruned pxpy one_best hyp enc_logits"   # teacher targets to generate
@@ -267,7 +268,7 @@ decode() {
   python -m kd.bin.decode --exp-dir "$1" --avg "$avg" --methods $decode_methods --device "$device" --cuts $test_cuts
   if [ ${#lm_opts[@]} -gt 0 ] && [ "$lm_scale" != 0 ]; then
     python -m kd.bin.decode --exp-dir "$1" --avg "$avg" --methods modified_beam_search "${lm_opts[@]}" \
-      --lm-scale "$lm_scale" --device "$device" --cuts $test_cuts
+      --lm-scale "$lm_scale" --blank-penalty "$lm_blank_penalty" --device "$device" --cuts $test_cuts
   fi
 }
 report() { python -m kd.bin.report "$exp" --out "$exp/results.md" --plot "$exp/wer.png"; }
