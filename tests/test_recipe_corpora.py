@@ -190,7 +190,7 @@ def test_kaldi_dirs_at_8khz_to_decoded_teacher(tmp_path: Path, monkeypatch: pyte
     assert (teacher / "epoch-1.pt").is_file()
     for part in ("dev", "test"):
         assert (teacher / f"wer-{part}-greedy_search.txt").is_file()
-        assert (teacher / f"wer-{part}-modified_beam_search_beam_4_lm_0.3.txt").is_file()  # LM shallow fusion
+        assert (teacher / f"wer-{part}-modified_beam_search_beam_4_lm_0.3_bp_2.txt").is_file()  # LM fusion
     assert (recipe / "exp" / "kaldi" / "lm" / "epoch-1.pt").is_file()
     assert (recipe / "exp" / "kaldi" / "results.md").is_file()
 
