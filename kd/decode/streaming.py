@@ -130,15 +130,8 @@ def streaming_greedy_search(
     (:class:`StreamingGreedySearch`, whose docstring says which frames a chunk covers).
 
     Args:
-        model: a transducer whose encoder is causal and has ``get_init_states``, ``streaming_forward``,
-            ``output_lengths``, ``subsampling_factor``, ``streaming_pad_frames`` and ``chunk_size``.
-        features: (B, T, F) features.
-        feature_lens: (B,) valid frames per utterance.
-        chunk_size: encoder frames (after subsampling) per chunk; default: the encoder's ``chunk_size``.
-        max_sym_per_frame: symbols emitted at most per frame.
-        pad_value: feature value appended past the end of the features.
-        blank_penalty: subtracted from the blank logit before the log-softmax (see
-            :class:`~kd.decode.greedy.GreedySearch`).
+        model, features (B, T, F), feature_lens (B,), chunk_size, max_sym_per_frame, pad_value,
+            blank_penalty: as for :class:`StreamingGreedySearch`.
         return_timestamps: also return the (global) encoder frame of each emitted token.
         return_scores: also return the greedy path log-probability.
     Returns:
