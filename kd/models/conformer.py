@@ -167,7 +167,9 @@ class ConformerEncoder(nn.Module):
         self.causal = config.causal
         self.chunk_size = config.chunk_size
         self.left_context_frames = config.left_context_frames
-        self.subsampling = Conv2dSubsampling(config.num_features, config.subsampling_channels, config.d_model)
+        self.subsampling = Conv2dSubsampling(
+            config.num_features, config.subsampling_channels, config.d_model, config.frontend_norm
+        )
         self.input_dropout = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(ConformerBlock(config) for _ in range(config.num_layers))
         self.norm_out = nn.LayerNorm(config.d_model)

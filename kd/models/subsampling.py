@@ -28,7 +28,7 @@ class Conv2dSubsampling(nn.Module):
     4 * C + 3 input frames gives C output frames, the same ones the whole utterance gives.
     """
 
-    def __init__(self, num_features: int, channels: int, d_model: int) -> None:
+    def __init__(self, num_features: int, channels: int, d_model: int, norm: bool = False) -> None:
         super().__init__()
         self.conv = nn.Sequential(
             nn.Conv2d(1, channels, kernel_size=3, stride=2),
@@ -38,6 +38,9 @@ class Conv2dSubsampling(nn.Module):
         )
         freq_out = ((num_features - 1) // 2 - 1) // 2
         self.out = nn.Linear(channels * freq_out, d_model)
+        # icefall normalises here too: the encoder's blocks add to this output, and with raw log-mel
+        # input nothing else bounds its scale.
+        self.norm = nn.LayerNorm(d_model) if norm else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, T, F) with T >= 7. Returns (B, T', d_model)."""
@@ -48,4 +51,5 @@ class Conv2dSubsampling(nn.Module):
             )
         h = self.conv(x.unsqueeze(1))  # (B, C, T', F')
         b, c, t, f = h.shape
-        return self.out(h.transpose(1, 2).reshape(b, t, c * f))
+        h = self.out(h.transpose(1, 2).reshape(b, t, c * f))
+        return h if self.norm is None else self.norm(h)

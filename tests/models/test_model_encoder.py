@@ -45,6 +45,20 @@ def test_forward_shapes_and_lengths(tiny_encoder_config):
     assert torch.isfinite(out).all()
 
 
+def test_frontend_norm_bounds_the_subsampling_output(tiny_encoder_config):
+    # Fbank-like input (mean -5, std 5) with the first conv's weights grown as training grows them: the
+    # plain front-end passes the scale on to the residual stream, the normalised one gives unit RMS frames.
+    x = torch.randn(2, 60, 80) * 5 - 5
+    scales = {}
+    for norm in (False, True):
+        encoder = ConformerEncoder(tiny_encoder_config(frontend_norm=norm))
+        with torch.no_grad():
+            encoder.subsampling.conv[0].weight.mul_(20.0)
+            scales[norm] = encoder.subsampling(x).pow(2).mean(-1).sqrt()  # (B, T') RMS per frame
+    assert scales[False].min() > 5.0
+    torch.testing.assert_close(scales[True], torch.ones_like(scales[True]), atol=1e-3, rtol=0)
+
+
 def test_too_short_input_is_a_clear_error(tiny_encoder_config):
     encoder = ConformerEncoder(tiny_encoder_config())
     with pytest.raises(ValueError, match="at least 7"):
@@ -62,9 +76,13 @@ def test_chunk_mask_matches_its_definition():
     assert chunk_attention_mask(t, chunk, -1)[10].all()  # all history: the last chunk sees everything
 
 
-@pytest.mark.parametrize("chunk_size,left_context", [(4, 6), (3, -1), (5, 0), (2, 3)])
-def test_streaming_equals_chunked_forward(tiny_encoder_config, chunk_size, left_context):
-    cfg = tiny_encoder_config(causal=True, chunk_size=chunk_size, left_context_frames=left_context)
+@pytest.mark.parametrize(
+    "chunk_size,left_context,frontend_norm", [(4, 6, False), (3, -1, False), (5, 0, False), (2, 3, True)]
+)
+def test_streaming_equals_chunked_forward(tiny_encoder_config, chunk_size, left_context, frontend_norm):
+    cfg = tiny_encoder_config(
+        causal=True, chunk_size=chunk_size, left_context_frames=left_context, frontend_norm=frontend_norm
+    )
     encoder = ConformerEncoder(cfg).eval()
     x = torch.randn(3, 150, 80)
     x_lens = torch.tensor([150, 121, 90])
