@@ -36,27 +36,30 @@ def residual_stream_scales(
 ) -> list[StreamScale]:
     """The front-end output and the per-block additions of a ConformerEncoder, before its final norm.
 
+    Runs the encoder's own forward and reads the stream with hooks on its subsampling and its blocks.
+
     Args:
         encoder: the encoder, in eval mode (dropout off, every block at full weight).
         x: (B, T, F) features; x_lens: (B,) valid frames.
     Returns:
         One entry for the front-end, then one per block.
     """
-    h = encoder.subsampling(x)
-    t = h.size(1)
-    lens = encoder.output_lengths(x_lens).clamp(max=t)
-    frames = torch.arange(t, device=x.device)
-    pad_mask = frames[None, :] >= lens[:, None]  # (B, T')
-    attn_mask = None
-    if bool(pad_mask.any()):
-        attn_mask = ~pad_mask[:, None, None, :] | torch.eye(t, dtype=torch.bool, device=x.device)
-    valid = ~pad_mask
-    scales = [StreamScale("front-end", _rms(h, valid), _rms(h, valid))]
-    for i, layer in enumerate(encoder.layers):
-        out = layer(h, frames, attn_mask, pad_mask)[0]
-        scales.append(StreamScale(f"block {i}", _rms(out - h, valid), _rms(out, valid)))
-        h = out
-    return scales
+    streams: list[tuple[torch.Tensor, torch.Tensor]] = []  # (input, output) of the front-end and each block
+    hooks = [
+        encoder.subsampling.register_forward_hook(
+            lambda m, i, out: streams.append((torch.zeros_like(out), out))
+        )
+    ]
+    for layer in encoder.layers:
+        hooks.append(layer.register_forward_hook(lambda m, i, out: streams.append((i[0], out[0]))))
+    try:
+        _, lens = encoder(x, x_lens)
+    finally:
+        for h in hooks:
+            h.remove()
+    valid = torch.arange(streams[0][1].size(1), device=x.device)[None, :] < lens[:, None]  # (B, T')
+    names = ["front-end"] + [f"block {i}" for i in range(len(encoder.layers))]
+    return [StreamScale(n, _rms(out - inp, valid), _rms(out, valid)) for n, (inp, out) in zip(names, streams)]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,15 +14,12 @@ this (``<corpus>/unlabelled-transcripts/``); for other corpora, any transcripts 
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 from kd.data.cli import run_main
 from kd.data.errors import DataError
 from kd.data.kaldi import read_table
 from kd.decode.scoring import Result, WerStats, compute_wer
-
-log = logging.getLogger("kd.bin.score_hyps")
 
 
 def get_parser() -> argparse.ArgumentParser:
