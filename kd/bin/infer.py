@@ -1,6 +1,6 @@
 """Decodes audio or CutSets with an exported model, on onnxruntime alone (no PyTorch model).
 
-    python -m kd.bin.infer --model-dir exp/synth/student/onnx --bpe-model data/synth/lang_bpe_256/bpe.model \
+    python -m kd.bin.infer --model-dir exp/synth/student/onnx --bpe-model data/synth/lang_bpe_32/bpe.model \
         --cuts data/synth/fbank/synth_cuts_test.jsonl.gz --method modified_beam_search [--streaming] [--int8]
     python -m kd.bin.infer --model-dir ... --bpe-model ... a.wav b.flac
 

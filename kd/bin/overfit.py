@@ -1,7 +1,7 @@
 """Can a model config learn alignments? Trains it on the first N cuts and scores those same cuts.
 
     python -m kd.bin.overfit --config egs/synth/conf/teacher.yaml \
-        --cuts data/synth/fbank/synth_cuts_train.jsonl.gz --bpe-model data/synth/lang_bpe_256/bpe.model \
+        --cuts data/synth/fbank/synth_cuts_train.jsonl.gz --bpe-model data/synth/lang_bpe_32/bpe.model \
         --num-cuts 24 --steps 300 [--ctc-only] [model.encoder.block_norm=true ...]
 
 A set-up that trains correctly drives the WER on a few dozen training utterances towards 0 within a few

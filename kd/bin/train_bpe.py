@@ -1,7 +1,7 @@
 """Trains the sentencepiece BPE model on the transcripts of a cuts manifest.
 
-    python -m kd.bin.train_bpe --cuts data/synth/fbank/synth_cuts_train.jsonl.gz --vocab-size 256 \
-        --output-dir data/synth/lang_bpe_256
+    python -m kd.bin.train_bpe --cuts data/synth/fbank/synth_cuts_train.jsonl.gz --vocab-size 32 \
+        --output-dir data/synth/lang_bpe_32
 
 Output: <output-dir>/bpe.model, bpe.vocab and transcript_words.txt; token 0 is the blank <blk>,
 1 is <sos/eos>, 2 is <unk>. Unlabelled cuts are ignored. An existing model is kept unless --force.

@@ -1,7 +1,7 @@
 """Trains the LSTM LM on the transcripts of the training cuts (shallow fusion in decoding and targets).
 
     python -m kd.bin.train_lm --train-cuts data/synth/fbank/synth_cuts_train.jsonl.gz \
-        --valid-cuts data/synth/fbank/synth_cuts_dev.jsonl.gz --bpe-model data/synth/lang_bpe_256/bpe.model \
+        --valid-cuts data/synth/fbank/synth_cuts_dev.jsonl.gz --bpe-model data/synth/lang_bpe_32/bpe.model \
         --exp-dir exp/synth/lm [--config egs/synth/conf/lm.yaml] [num_epochs=5 hidden_dim=256 ...]
 
 Writes epoch-N.pt, config.yaml, ppl.json (training and validation perplexity per epoch), log/ and

@@ -2,7 +2,7 @@
 
     python -m kd.bin.validate_manifests --cuts data/synth/fbank/synth_cuts_train.jsonl.gz ...
     python -m kd.bin.validate_manifests --manifest-dir data/synth/manifests --prefix synth --parts train dev
-    ... [--bpe-model data/synth/lang_bpe_256/bpe.model]   # also check transcripts against the tokenizer
+    ... [--bpe-model data/synth/lang_bpe_32/bpe.model]   # also check transcripts against the tokenizer
 
 Checks: audio files exist, 16 kHz, durations positive and consistent, supervisions inside their
 recordings, no empty transcripts (unlabelled supervisions have no text at all), 80-dim features with a
