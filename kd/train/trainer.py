@@ -158,7 +158,12 @@ class Trainer:
         try:
             self.model.load_state_dict(state["model"])
         except RuntimeError as e:
-            raise ConfigError(f"{path} does not fit the configured model: {e}") from e
+            raise ConfigError(
+                f"{path} does not fit the model built from the config with the tokenizer "
+                f"{self.config.paths.bpe_model} (vocabulary {self.tokenizer.vocab_size}); was it trained "
+                f"with another BPE model? Resume with that one, or train into another --exp-dir (run.sh: "
+                f"--exp-dir). ({str(e).splitlines()[0]})"
+            ) from e
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if self.pruner is not None and state.get("pruner") is not None:

@@ -97,6 +97,22 @@ def test_changed_model_config_is_refused(tiny, tmp_path):
         Trainer(config, exp).fit()
 
 
+def test_resume_with_another_vocabulary_is_refused(tiny, tmp_path):
+    """run.sh --vocab-size changes the BPE model but not the experiment directory: resuming must say so."""
+    from lhotse import CutSet
+
+    from kd.data.tokenizer import train_bpe
+
+    exp = tmp_path / "exp"
+    config = load_yaml(TrainConfig, tiny.config_file(tmp_path, train={"num_epochs": 1}))
+    Trainer(config, exp).fit()
+    texts = [s.text for c in CutSet.from_file(tiny.train_cuts) for s in c.supervisions]
+    config.paths.bpe_model = str(train_bpe(texts, vocab_size=34, output_dir=tmp_path / "lang34"))
+    config.train.num_epochs = 2
+    with pytest.raises(ConfigError, match=r"epoch-1\.pt does not fit .*vocabulary 34.*--exp-dir"):
+        Trainer(config, exp).fit()
+
+
 def test_ddp_two_gloo_processes(tiny, tmp_path):
     exp = tmp_path / "ddp"
     config = tiny.config_file(tmp_path, train={"num_epochs": 1})
