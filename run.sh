@@ -42,6 +42,7 @@ nst_iterations=0          # stage 10: Noisy Student rounds (teacher -> student -
 nst_min_hyp_score=-1.0    # stage 10: pseudo-labels below this log-prob per frame are dropped
 nst_student=hard          # stage 10: the student row trained in each round (its unlabelled cuts: the pseudo-labels)
 decode_methods="greedy_search modified_beam_search"   # decoding methods
+max_sym_per_frame=1       # tokens per encoder frame at most in greedy search (letters on synth: 2, egs/synth/RESULTS.md); tables and --best use that decode
 avg=1                     # checkpoints averaged for decoding
 device=auto               # auto | cpu | cuda
 force=false               # rerun finished data stages
@@ -270,12 +271,16 @@ fi
 
 # decode EXP_DIR: every decoding method on the test parts, and beam search with the LM when there is one.
 decode() {
-  python -m kd.bin.decode --exp-dir "$1" --avg "$avg" --methods $decode_methods --device "$device" --cuts $test_cuts
+  python -m kd.bin.decode --exp-dir "$1" --avg "$avg" --methods $decode_methods --device "$device" \
+    --max-sym-per-frame "$max_sym_per_frame" --cuts $test_cuts
   if [ ${#lm_opts[@]} -gt 0 ] && [ "$lm_scale" != 0 ]; then
     python -m kd.bin.decode --exp-dir "$1" --avg "$avg" --methods modified_beam_search "${lm_opts[@]}" \
       --lm-scale "$lm_scale" --blank-penalty "$lm_blank_penalty" --device "$device" --cuts $test_cuts
   fi
 }
+# The greedy decode the tables show and stage 9 picks the best student by (kd.bin.decode's result tag).
+greedy_tag=greedy_search
+[ "$max_sym_per_frame" = 1 ] || greedy_tag=greedy_search_max_sym_$max_sym_per_frame
 report() { python -m kd.bin.report "$exp" --out "$exp/results.md" --plot "$exp/wer.png"; }
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
@@ -342,13 +347,13 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
   # Every paper table of the corpus, with the rows not trained yet marked "not run".
   if [ -f "$tables_file" ]; then
     python -m kd.bin.report "$exp" --tables "$tables_file" --names ${tables:-all} \
-      ${student_seeds:+--seeds $student_seeds} --out "$exp/tables.md"
+      ${student_seeds:+--seeds $student_seeds} --method "$greedy_tag" --out "$exp/tables.md"
   fi
 fi
 
 if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
   best=$(python -m kd.bin.report $(for e in "${student_dirs[@]}"; do echo "${e%%:*}"; done) \
-    --best "${test_parts##* }" greedy_search)
+    --best "${test_parts##* }" "$greedy_tag")
   log "stage 9: export the best student ($best) to ONNX and decode ${test_parts##* } with onnxruntime"
   python -m kd.bin.export --exp-dir "$best" --avg "$avg" --out-dir "$best/onnx" --int8
   for variant in "" --int8; do
