@@ -39,8 +39,11 @@ class SearchOptions:
 
     @property
     def tag(self) -> str:
-        """Result-file name of the method, e.g. ``streaming_modified_beam_search_beam_4``."""
+        """Result-file name of the method, e.g. ``streaming_modified_beam_search_beam_4``,
+        ``greedy_search_max_sym_2`` (as kd.bin.decode names its results)."""
         name = f"{self.method}_beam_{self.beam}" if self.method == "modified_beam_search" else self.method
+        if self.method == "greedy_search" and self.max_sym_per_frame != 1:
+            name = f"{name}_max_sym_{self.max_sym_per_frame}"
         return f"streaming_{name}" if self.streaming else name
 
 

@@ -144,3 +144,14 @@ def test_batches_respect_max_frames() -> None:
     assert groups == [["0", "1"], ["2"], ["3", "4"]]
     features_, lens = collate(utts[:2], 80, 7)
     assert features_.shape == (2, 50, 80) and lens.tolist() == [50, 40]
+
+
+def test_search_tags_match_kd_bin_decode() -> None:
+    from kd.bin.decode import method_tag
+
+    assert SearchOptions("greedy_search").tag == method_tag("greedy_search", 4)
+    two = SearchOptions("greedy_search", max_sym_per_frame=2)
+    assert two.tag == method_tag("greedy_search", 4, None, 0.0, 2) == "greedy_search_max_sym_2"
+    streaming = SearchOptions("greedy_search", streaming=True, max_sym_per_frame=2)
+    assert streaming.tag == method_tag("streaming_greedy_search", 4, None, 0.0, 2)
+    assert SearchOptions("modified_beam_search", beam=8).tag == method_tag("modified_beam_search", 8)
