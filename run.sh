@@ -113,9 +113,12 @@ check_joined "$train_part" $source_train_parts
 [ -z "$unlabelled_parts" ] || check_joined "$unlabelled_parts" $source_unlabelled_parts
 if [ "$vocab_size" -le 0 ]; then
   # The synthetic corpus' blank plateau is shortest with letters (egs/synth/RESULTS.md: 32 vs 64 vs 256 pieces).
-  case "$corpus" in synth) vocab_size=32 ;; librispeech) vocab_size=500 ;; *) vocab_size=256 ;; esac
   # Letters come at up to ~0.9 per 40 ms encoder frame: one token per frame deletes some (RESULTS.md).
-  if [ "$corpus" = synth ] && [ "$max_sym_per_frame" = 0 ]; then max_sym_per_frame=2; fi
+  case "$corpus" in
+    synth) vocab_size=32; [ "$max_sym_per_frame" != 0 ] || max_sym_per_frame=2 ;;
+    librispeech) vocab_size=500 ;;
+    *) vocab_size=256 ;;
+  esac
 fi
 [ "$max_sym_per_frame" != 0 ] || max_sym_per_frame=1
 conf=egs/$corpus/conf

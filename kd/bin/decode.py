@@ -129,12 +129,12 @@ def method_tag(
     frame ``greedy_search_max_sym_2``, and with a blank penalty ``_bp_<penalty>`` added
     (``greedy_search_bp_1.5``, ``modified_beam_search_beam_4_lm_0.3_bp_1.5``)."""
     tag = method
-    if method != "modified_beam_search" and max_sym_per_frame != 1:
-        tag = f"{method}_max_sym_{max_sym_per_frame}"
     if method == "modified_beam_search":
         tag = f"{method}_beam_{beam}"
         if lm_scale is not None:
             tag = f"{tag}_lm_{lm_scale:g}"
+    elif max_sym_per_frame != 1:
+        tag = f"{method}_max_sym_{max_sym_per_frame}"
     return tag if blank_penalty == 0.0 else f"{tag}_bp_{blank_penalty:g}"
 
 
