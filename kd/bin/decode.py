@@ -72,8 +72,8 @@ def get_parser() -> argparse.ArgumentParser:
         "--max-sym-per-frame",
         type=int,
         default=1,
-        help="greedy methods: tokens emitted per encoder frame at most (results tagged _max_sym_<N> when not "
-        "1); letters come at up to ~0.9 per 40 ms frame on the synthetic corpus",
+        help="tokens emitted per encoder frame at most, in every method (results tagged _max_sym_<N> when "
+        "not 1); letters come at up to ~0.9 per 40 ms frame on the synthetic corpus",
     )
     parser.add_argument("--max-duration", type=float, default=300.0, help="seconds of audio per batch")
     parser.add_argument("--device", default="auto")
@@ -124,17 +124,16 @@ def method_tag(
     blank_penalty: float = 0.0,
     max_sym_per_frame: int = 1,
 ) -> str:
-    """The result-file name of a method: ``greedy_search``, ``modified_beam_search_beam_4``, with LM
-    shallow fusion ``modified_beam_search_beam_4_lm_0.3``, a greedy method with more than one token per
-    frame ``greedy_search_max_sym_2``, and with a blank penalty ``_bp_<penalty>`` added
-    (``greedy_search_bp_1.5``, ``modified_beam_search_beam_4_lm_0.3_bp_1.5``)."""
-    tag = method
-    if method == "modified_beam_search":
-        tag = f"{method}_beam_{beam}"
-        if lm_scale is not None:
-            tag = f"{tag}_lm_{lm_scale:g}"
-    elif max_sym_per_frame != 1:
-        tag = f"{method}_max_sym_{max_sym_per_frame}"
+    """The result-file name of a method: ``greedy_search``, ``modified_beam_search_beam_4``; with more than
+    one token per frame ``_max_sym_<N>`` added (``greedy_search_max_sym_2``,
+    ``modified_beam_search_beam_4_max_sym_2``), then with LM shallow fusion ``_lm_<scale>``
+    (``modified_beam_search_beam_4_lm_0.3``), then with a blank penalty ``_bp_<penalty>``
+    (``greedy_search_bp_1.5``, ``modified_beam_search_beam_4_max_sym_2_lm_0.3_bp_1.5``)."""
+    tag = f"{method}_beam_{beam}" if method == "modified_beam_search" else method
+    if max_sym_per_frame != 1:
+        tag = f"{tag}_max_sym_{max_sym_per_frame}"
+    if lm_scale is not None:
+        tag = f"{tag}_lm_{lm_scale:g}"
     return tag if blank_penalty == 0.0 else f"{tag}_bp_{blank_penalty:g}"
 
 

@@ -88,6 +88,13 @@ def get_parser() -> argparse.ArgumentParser:
         help="subtracted from the blank logit in the hypothesis search only, not in the stored targets "
         "(0: none)",
     )
+    parser.add_argument(
+        "--max-sym-per-frame",
+        type=int,
+        default=1,
+        help="symbols per encoder frame at most in the hypothesis search, if one is needed (2 for letters at "
+        "40 ms frames)",
+    )
     parser.add_argument("--nj", type=int, default=1, help="shards, run by as many processes")
     parser.add_argument("--max-duration", type=float, default=200.0, help="seconds of audio per batch")
     parser.add_argument("--device", default="auto")
@@ -120,6 +127,7 @@ def main() -> None:
         am_scale=args.simple_am_scale,
         beam=args.beam,
         blank_penalty=args.blank_penalty,
+        max_sym_per_frame=args.max_sym_per_frame,
     )
     searched = "hyp" in config.types or config.needs_tokens
     if args.lm_exp is not None and not searched:

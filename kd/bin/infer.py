@@ -47,7 +47,9 @@ def get_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--int8", action="store_true", help="use the int8 graphs")
     parser.add_argument("--beam", type=int, default=4, help="beam of modified_beam_search")
-    parser.add_argument("--max-sym-per-frame", type=int, default=1, help="symbols per frame of greedy_search")
+    parser.add_argument(
+        "--max-sym-per-frame", type=int, default=1, help="symbols per frame at most, in both methods"
+    )
     parser.add_argument("--max-duration", type=float, default=300.0, help="seconds of audio per batch")
     parser.add_argument("--num-threads", type=int, default=1, help="onnxruntime threads per graph")
     parser.add_argument("--res-dir", type=Path, default=None, help="result files (default: --model-dir)")

@@ -43,7 +43,7 @@ def decode_batch(
         feature_lens: (B,) valid frames per utterance.
         method: one of :data:`METHODS`.
         beam: beam size of modified beam search.
-        max_sym_per_frame: symbols per frame for the greedy methods.
+        max_sym_per_frame: symbols emitted per frame at most, in every method.
         chunk_size: encoder frames per chunk for streaming (default: the encoder's).
         lm: optional LM with the step API for shallow fusion (modified beam search only).
         lm_scale: its weight.
@@ -61,7 +61,14 @@ def decode_batch(
     if method == "greedy_search":
         return greedy_search_batch(model, encoder_out, encoder_out_lens, max_sym_per_frame, blank_penalty)
     return modified_beam_search(
-        model, encoder_out, encoder_out_lens, beam=beam, lm=lm, lm_scale=lm_scale, blank_penalty=blank_penalty
+        model,
+        encoder_out,
+        encoder_out_lens,
+        beam=beam,
+        lm=lm,
+        lm_scale=lm_scale,
+        blank_penalty=blank_penalty,
+        max_sym_per_frame=max_sym_per_frame,
     )
 
 

@@ -26,7 +26,7 @@ METHODS = ("greedy_search", "modified_beam_search")
 @dataclass
 class SearchOptions:
     """method: one of :data:`METHODS`; streaming: chunk-wise through the streaming encoder; beam: of
-    modified beam search; max_sym_per_frame: of greedy search."""
+    modified beam search; max_sym_per_frame: symbols emitted per frame at most, in both methods."""
 
     method: str = "greedy_search"
     streaming: bool = False
@@ -42,7 +42,7 @@ class SearchOptions:
         """Result-file name of the method, e.g. ``streaming_modified_beam_search_beam_4``,
         ``greedy_search_max_sym_2`` (as kd.bin.decode names its results)."""
         name = f"{self.method}_beam_{self.beam}" if self.method == "modified_beam_search" else self.method
-        if self.method == "greedy_search" and self.max_sym_per_frame != 1:
+        if self.max_sym_per_frame != 1:
             name = f"{name}_max_sym_{self.max_sym_per_frame}"
         return f"streaming_{name}" if self.streaming else name
 
@@ -62,7 +62,7 @@ def decode_features(
     if options.method == "greedy_search":
         search: GreedySearch | ModifiedBeamSearch = GreedySearch(model, batch_size, options.max_sym_per_frame)
     else:
-        search = ModifiedBeamSearch(model, batch_size, options.beam)
+        search = ModifiedBeamSearch(model, batch_size, options.beam, options.max_sym_per_frame)
     if not options.streaming:
         search.advance(*model.encode(features, feature_lens))
         return search.results()

@@ -1,9 +1,10 @@
 """Greedy search and modified beam search in numpy over the onnxruntime graphs of a transducer.
 
 The same searches as :mod:`kd.decode.greedy` and :mod:`kd.decode.beam_search` (icefall's
-``greedy_search_batch`` and ``modified_beam_search``), so transcripts match the PyTorch decode's. Both are
-frame-synchronous objects: :meth:`advance` consumes the next encoder frames of every utterance, so feeding
-a streaming encoder's chunks one by one gives the result of feeding the whole encoder output at once.
+``greedy_search_batch`` and ``modified_beam_search``, each with ``max_sym_per_frame``), so transcripts match
+the PyTorch decode's. Both are frame-synchronous objects: :meth:`advance` consumes the next encoder frames
+of every utterance, so feeding a streaming encoder's chunks one by one gives the result of feeding the whole
+encoder output at once.
 Encoder frames arrive already projected by the joiner's ``encoder_proj`` (the ONNX encoder's output).
 """
 
@@ -97,25 +98,33 @@ class _Hyp:
 
 
 class ModifiedBeamSearch:
-    """Modified beam search (at most one symbol per frame), batched over utterances and hypotheses.
+    """Modified beam search, batched over utterances and hypotheses.
 
     Each frame, every hypothesis is extended by every token (blank keeps the sequence), an utterance keeps
     its ``beam`` best candidates, and candidates spelling the same sequence are merged by adding their
-    probabilities. Scores are float32 sums of log-probabilities, as in :func:`kd.decode.modified_beam_search`.
+    probabilities; a hypothesis that emitted a token may emit another on the same frame, up to
+    ``max_sym_per_frame``. Scores are float32 sums of log-probabilities, as in
+    :func:`kd.decode.modified_beam_search`, whose steps this mirrors.
 
     Args:
         model: the onnxruntime transducer.
         batch_size: utterances B.
         beam: hypotheses kept per utterance (>= 1).
+        max_sym_per_frame: symbols a hypothesis may emit on one frame (>= 1).
     """
 
-    def __init__(self, model: OnnxTransducer, batch_size: int, beam: int = 4) -> None:
+    def __init__(
+        self, model: OnnxTransducer, batch_size: int, beam: int = 4, max_sym_per_frame: int = 1
+    ) -> None:
         if beam < 1:
             raise ValueError(f"beam must be >= 1, got {beam}")
+        if max_sym_per_frame < 1:
+            raise ValueError(f"max_sym_per_frame must be >= 1, got {max_sym_per_frame}")
         self.model = model
         self.decoder = model.decoder
         self.blank_id = model.metadata.blank_id
         self.beam = beam
+        self.max_sym_per_frame = max_sym_per_frame
         self.batch_size = batch_size
         out, state = self.decoder.step(np.array([self.blank_id], dtype=np.int64), self.decoder.init_state(1))
         self.beams = [[_Hyp((), 0.0, out[0], state)] for _ in range(batch_size)]
@@ -125,43 +134,62 @@ class ModifiedBeamSearch:
         _check(encoder_out, encoder_out_lens, self.batch_size)
         for t in range(int(encoder_out_lens.max(initial=0))):
             active = np.nonzero(encoder_out_lens > t)[0].tolist()
-            hyps = [h for b in active for h in self.beams[b]]
-            counts = [len(self.beams[b]) for b in active]
-            enc = np.repeat(encoder_out[active, t], counts, axis=0)  # (H, J)
-            dec = np.stack([h.decoder_out for h in hyps])  # (H, J)
-            scores = np.array([h.score for h in hyps], dtype=np.float32)
-            candidates = log_softmax(self.model.join(enc, dec)) + scores[:, None]  # (H, V)
-            offset = 0
-            extended: list[tuple[_Hyp, int]] = []  # (new hypothesis, its parent's row in hyps)
-            for b, count in zip(active, counts):
-                self.beams[b] = self._select(candidates[offset : offset + count], hyps, offset, extended)
-                offset += count
-            self._step_decoder(extended, hyps)
+            # per utterance: hypotheses that ended frame t (blank, or max_sym_per_frame symbols), by sequence
+            done: dict[int, dict[tuple[int, ...], _Hyp]] = {b: {} for b in active}
+            frontier = {b: self.beams[b] for b in active}
+            for emitted in range(self.max_sym_per_frame):
+                last = emitted == self.max_sym_per_frame - 1
+                frontier = self._expand(frontier, done, encoder_out[:, t], last)
+                if not any(frontier.values()):
+                    break
+                for b, hyps in frontier.items():
+                    if len(done[b]) >= self.beam and hyps:
+                        floor = sorted((h.score for h in done[b].values()), reverse=True)[self.beam - 1]
+                        frontier[b] = [h for h in hyps if h.score > floor]
+            for b in active:
+                self.beams[b] = sorted(done[b].values(), key=lambda h: -h.score)[: self.beam]
 
-    def _select(
-        self, candidates: np.ndarray, hyps: list[_Hyp], offset: int, extended: list[tuple[_Hyp, int]]
-    ) -> list[_Hyp]:
-        """One utterance's next beam from its (count, V) candidate scores; hypotheses that appended a token
-        are added to ``extended`` with their parent's row, for the decoder to step."""
+    def _expand(
+        self,
+        frontier: dict[int, list[_Hyp]],
+        done: dict[int, dict[tuple[int, ...], _Hyp]],
+        frame: np.ndarray,
+        last: bool,
+    ) -> dict[int, list[_Hyp]]:
+        """One symbol for every frontier hypothesis on ``frame`` (B, J): blank candidates (and, when
+        ``last``, all) go to ``done``; returns the others, their decoder stepped."""
+        utts = [b for b, hyps in frontier.items() if hyps]
+        hyps = [h for b in utts for h in frontier[b]]
+        counts = [len(frontier[b]) for b in utts]
+        enc = np.repeat(frame[utts], counts, axis=0)  # (H, J)
+        dec = np.stack([h.decoder_out for h in hyps])  # (H, J)
+        scores = np.array([h.score for h in hyps], dtype=np.float32)
+        candidates = log_softmax(self.model.join(enc, dec)) + scores[:, None]  # (H, V)
         vocab_size = candidates.shape[1]
-        flat = candidates.reshape(-1)
-        top = np.argsort(-flat, kind="stable")[: min(self.beam, flat.size)]
-        merged: dict[tuple[int, ...], _Hyp] = {}
-        for index in top.tolist():
-            slot, token = divmod(index, vocab_size)
-            parent, score = hyps[offset + slot], float(flat[index])
-            ys = parent.ys if token == self.blank_id else parent.ys + (token,)
-            if ys in merged:
-                merged[ys].score = _logaddexp(merged[ys].score, score)
-                continue
-            # A new token's decoder output is filled in by _step_decoder; until then it is the parent's.
-            merged[ys] = _Hyp(ys, score, parent.decoder_out, parent.state)
-            if token != self.blank_id:
-                extended.append((merged[ys], offset + slot))
-        return list(merged.values())
+        extended: list[tuple[_Hyp, int]] = []  # (new hypothesis, its parent's row in hyps)
+        next_frontier: dict[int, list[_Hyp]] = {b: [] for b in frontier}
+        offset = 0
+        for b, count in zip(utts, counts):
+            flat = candidates[offset : offset + count].reshape(-1)
+            top = np.argsort(-flat, kind="stable")[: min(self.beam, flat.size)]
+            emitting: dict[tuple[int, ...], _Hyp] = {}
+            for index in top.tolist():
+                slot, token = divmod(index, vocab_size)
+                parent, score = hyps[offset + slot], float(flat[index])
+                if token == self.blank_id:
+                    _merge(done[b], _Hyp(parent.ys, score, parent.decoder_out, parent.state))
+                    continue
+                # The decoder output after the new token is filled in by _step_decoder.
+                hyp = _Hyp(parent.ys + (token,), score, parent.decoder_out, parent.state)
+                extended.append((hyp, offset + slot))
+                _merge(done[b] if last else emitting, hyp)
+            next_frontier[b] = list(emitting.values())
+            offset += count
+        self._step_decoder(extended, hyps)
+        return next_frontier
 
     def _step_decoder(self, extended: list[tuple[_Hyp, int]], hyps: list[_Hyp]) -> None:
-        """Steps the decoder once for every hypothesis that appended a token this frame."""
+        """Steps the decoder once for every hypothesis that appended a token."""
         if not extended:
             return
         state = hyps[extended[0][1]].state
@@ -176,6 +204,15 @@ class ModifiedBeamSearch:
     def results(self) -> list[list[int]]:
         """The best hypothesis per utterance so far."""
         return [list(max(beam, key=lambda h: h.score).ys) for beam in self.beams]
+
+
+def _merge(into: dict[tuple[int, ...], _Hyp], hyp: _Hyp) -> None:
+    """Adds ``hyp`` to ``into``, log-adding its score to a hypothesis spelling the same sequence."""
+    same = into.get(hyp.ys)
+    if same is None:
+        into[hyp.ys] = hyp
+    else:
+        same.score = _logaddexp(same.score, hyp.score)
 
 
 def _logaddexp(a: float, b: float) -> float:

@@ -151,6 +151,7 @@ def compute_targets(
                 lm=lm,
                 lm_scale=lm_scale,
                 blank_penalty=config.blank_penalty,
+                max_sym_per_frame=config.max_sym_per_frame,
                 return_timestamps=True,
                 return_scores=True,
             )

@@ -36,6 +36,8 @@ class TargetConfig:
             unlabelled cuts).
         blank_penalty: subtracted from the blank logit in that search only (it shapes the hypotheses, e.g.
             against the deletions of LM fusion); the stored log-probs stay the teacher's own posteriors.
+        max_sym_per_frame: symbols a hypothesis of that search may emit on one encoder frame (more than one
+            for tokens that come faster than frames, e.g. letters).
     """
 
     types: list[str] = field(default_factory=lambda: list(TARGET_TYPES))
@@ -46,6 +48,7 @@ class TargetConfig:
     rnnt_type: str = "regular"
     beam: int = 4
     blank_penalty: float = 0.0
+    max_sym_per_frame: int = 1
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.types) - set(TARGET_TYPES))
@@ -66,6 +69,8 @@ class TargetConfig:
             raise ValueError(f"rnnt_type must be 'regular' or 'modified', got {self.rnnt_type!r}")
         if self.beam < 1:
             raise ValueError(f"beam must be >= 1, got {self.beam}")
+        if self.max_sym_per_frame < 1:
+            raise ValueError(f"max_sym_per_frame must be >= 1, got {self.max_sym_per_frame}")
         if not math.isfinite(self.blank_penalty):
             raise ValueError(f"blank_penalty must be a finite number, got {self.blank_penalty}")
         # a canonical order, so that two runs asking for the same types in another order agree

@@ -88,6 +88,7 @@ class KdConfig:
     teacher_epoch: int = 0  # online: its epoch (0: the newest)
     teacher_avg: int = 1  # online: checkpoints averaged
     topk: int = 8  # online: classes kept per node (stored targets carry their own k)
+    max_sym_per_frame: int = 1  # online: symbols per frame of the teacher's hypothesis search (2 for letters)
     lattice: str = "pruned"  # collapsed: pruned (the student's prune ranges) | full (every node)
     chunk_frames: int = 16  # collapsed on the full lattice: frames per joiner chunk (bounds peak memory)
     shift: int = 0  # one_best: frames the teacher path moves right (streaming students)
@@ -415,6 +416,7 @@ class OnlineTeacher:
             lm_scale=loss.lm_scale,
             am_scale=loss.am_scale,
             rnnt_type=loss.rnnt_type,
+            max_sym_per_frame=config.max_sym_per_frame,
         )
 
     @torch.no_grad()

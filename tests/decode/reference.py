@@ -36,14 +36,16 @@ def reference_greedy(model, encoder_out: torch.Tensor, max_sym_per_frame: int):
 
 
 @torch.no_grad()
-def exact_sequence_scores(model, encoder_out: torch.Tensor, lm=None, lm_scale: float = 0.0):
-    """Every alignment with at most one symbol per frame, enumerated depth first; returns {tokens: log-sum of
-    the fused alignment scores}, the quantity modified beam search approximates. Exponential in T: keep T
-    and V tiny."""
+def exact_sequence_scores(
+    model, encoder_out: torch.Tensor, lm=None, lm_scale: float = 0.0, max_sym_per_frame: int = 1
+):
+    """Every alignment with at most ``max_sym_per_frame`` symbols per frame (a frame ends on blank or after
+    that many symbols), enumerated depth first; returns {tokens: log-sum of the fused alignment scores}, the
+    quantity modified beam search approximates. Exponential in T: keep T and V tiny."""
     blank = model.decoder.blank_id
     scores: dict[tuple[int, ...], float] = {}
 
-    def visit(t: int, ys: tuple[int, ...], total: float, decoder, lm_pair) -> None:
+    def visit(t: int, emitted: int, ys: tuple[int, ...], total: float, decoder, lm_pair) -> None:
         if t == encoder_out.size(0):
             prev = scores.get(ys, -math.inf)
             scores[ys] = max(prev, total) + math.log1p(math.exp(-abs(prev - total)))
@@ -51,7 +53,7 @@ def exact_sequence_scores(model, encoder_out: torch.Tensor, lm=None, lm_scale: f
         log_probs = _log_probs(model, encoder_out[t], decoder[0][0])
         for symbol in range(model.vocab_size):
             if symbol == blank:
-                visit(t + 1, ys, total + float(log_probs[symbol]), decoder, lm_pair)
+                visit(t + 1, 0, ys, total + float(log_probs[symbol]), decoder, lm_pair)
                 continue
             fused = total + float(log_probs[symbol])
             next_lm = None
@@ -59,8 +61,11 @@ def exact_sequence_scores(model, encoder_out: torch.Tensor, lm=None, lm_scale: f
                 fused += lm_scale * float(lm_pair[0][0, symbol])
                 next_lm = lm.step(torch.tensor([symbol]), lm_pair[1])
             next_decoder = model.decoder.step(torch.tensor([symbol]), decoder[1])
-            visit(t + 1, ys + (symbol,), fused, next_decoder, next_lm)
+            if emitted + 1 == max_sym_per_frame:
+                visit(t + 1, 0, ys + (symbol,), fused, next_decoder, next_lm)
+            else:
+                visit(t, emitted + 1, ys + (symbol,), fused, next_decoder, next_lm)
 
     start_lm = _start(lm, blank) if lm is not None else None
-    visit(0, (), 0.0, _start(model.decoder, blank), start_lm)
+    visit(0, 0, (), 0.0, _start(model.decoder, blank), start_lm)
     return scores

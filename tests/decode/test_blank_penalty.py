@@ -198,10 +198,11 @@ def test_method_tag_names_the_penalty_only_when_there_is_one() -> None:
     assert method_tag("modified_beam_search", 8, 0.3, 1.0) == "modified_beam_search_beam_8_lm_0.3_bp_1"
 
 
-def test_method_tag_names_max_sym_per_frame_of_greedy_methods_only() -> None:
+def test_method_tag_names_max_sym_per_frame_when_not_one() -> None:
     assert method_tag("greedy_search", 4, max_sym_per_frame=1) == "greedy_search"
     assert method_tag("greedy_search", 4, None, 2.0, 3) == "greedy_search_max_sym_3_bp_2"
     tag = method_tag("streaming_greedy_search", 4, max_sym_per_frame=2)
     assert tag == "streaming_greedy_search_max_sym_2"
-    # modified beam search emits one token per frame by construction; the option does not apply to it
-    assert method_tag("modified_beam_search", 4, max_sym_per_frame=2) == "modified_beam_search_beam_4"
+    assert method_tag("modified_beam_search", 4, max_sym_per_frame=1) == "modified_beam_search_beam_4"
+    tag = method_tag("modified_beam_search", 4, 0.3, 2.0, 2)
+    assert tag == "modified_beam_search_beam_4_max_sym_2_lm_0.3_bp_2"

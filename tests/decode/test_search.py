@@ -53,12 +53,15 @@ def test_greedy_plain_output_and_bad_input() -> None:
 
 @pytest.mark.parametrize("decoder", ["lstm", "stateless"])
 @pytest.mark.parametrize("use_lm", [False, True])
-def test_beam_batch_equals_each_alone(decoder: str, use_lm: bool) -> None:
+@pytest.mark.parametrize("max_sym", [1, 2])
+def test_beam_batch_equals_each_alone(decoder: str, use_lm: bool, max_sym: int) -> None:
     model = make_model(decoder=decoder)
     lm = FakeLM.biased(model.vocab_size, favoured=2) if use_lm else None
     lens = [10, 3, 7, 0, 10]
     encoder_out, lens_t = random_encoder_out(lens)
-    kwargs = dict(beam=4, lm=lm, lm_scale=0.5, return_timestamps=True, return_scores=True)
+    kwargs = dict(
+        beam=4, lm=lm, lm_scale=0.5, max_sym_per_frame=max_sym, return_timestamps=True, return_scores=True
+    )
     batch = modified_beam_search(model, encoder_out, lens_t, **kwargs)
     for b, n in enumerate(lens):
         alone = modified_beam_search(model, encoder_out[b : b + 1, :n], torch.tensor([n]), **kwargs)
@@ -69,41 +72,43 @@ def test_beam_batch_equals_each_alone(decoder: str, use_lm: bool) -> None:
 
 
 @pytest.mark.parametrize("decoder", ["lstm", "stateless"])
-def test_beam_one_is_greedy(decoder: str) -> None:
+@pytest.mark.parametrize("max_sym", [1, 2, 3])
+def test_beam_one_is_greedy(decoder: str, max_sym: int) -> None:
     model = make_model(decoder=decoder)
     encoder_out, lens = random_encoder_out([12, 5, 9])
-    greedy = greedy_search_batch(model, encoder_out, lens, return_timestamps=True, return_scores=True)
-    beam = modified_beam_search(model, encoder_out, lens, beam=1, return_timestamps=True, return_scores=True)
+    kwargs = dict(return_timestamps=True, return_scores=True)
+    greedy = greedy_search_batch(model, encoder_out, lens, max_sym, **kwargs)
+    beam = modified_beam_search(model, encoder_out, lens, beam=1, max_sym_per_frame=max_sym, **kwargs)
+    # the random model emits several symbols on some frame when allowed: that path is exercised
+    assert any(len(set(t)) < len(t) for t in greedy.timestamps) == (max_sym > 1)
     assert beam.hyps == greedy.hyps
     assert beam.timestamps == greedy.timestamps
     assert beam.scores == pytest.approx(greedy.scores, abs=1e-4)
 
 
 @pytest.mark.parametrize("lm_scale", [0.0, 0.7])
-def test_exhaustive_beam_is_exact(lm_scale: float) -> None:
+@pytest.mark.parametrize("max_sym", [1, 2])
+def test_exhaustive_beam_is_exact(lm_scale: float, max_sym: int) -> None:
     """With a beam wide enough to keep every candidate, modified beam search computes the exact log-prob
-    (summed over alignments with at most one symbol per frame) of every sequence and returns the best one.
-    Its best score is then >= the greedy path's log-prob, and a narrow beam's score never exceeds the exact
-    score of the sequence it returns (merging sums a subset of that sequence's alignments)."""
+    (summed over alignments with at most ``max_sym`` symbols per frame) of every sequence and returns the
+    best one. Its best score is then >= the greedy path's log-prob, and a narrow beam's score never exceeds
+    the exact score of the sequence it returns (merging sums a subset of that sequence's alignments)."""
     model = make_model(vocab_size=3)
     lm = FakeLM.biased(3, favoured=1)
-    encoder_out, lens = random_encoder_out([5], seed=3)
-    exact = exact_sequence_scores(model, encoder_out[0], lm, lm_scale)
+    encoder_out, lens = random_encoder_out([5 if max_sym == 1 else 4], seed=3)
+    exact = exact_sequence_scores(model, encoder_out[0], lm, lm_scale, max_sym)
     best = max(exact, key=exact.get)
+    kwargs = dict(lm=lm, lm_scale=lm_scale, max_sym_per_frame=max_sym, return_scores=True)
 
-    wide = modified_beam_search(
-        model, encoder_out, lens, beam=256, lm=lm, lm_scale=lm_scale, return_scores=True
-    )
+    wide = modified_beam_search(model, encoder_out, lens, beam=len(exact), **kwargs)
     assert tuple(wide.hyps[0]) == best
     assert wide.scores[0] == pytest.approx(exact[best], abs=1e-4)
 
     if lm_scale == 0.0:
-        greedy = greedy_search_batch(model, encoder_out, lens, return_scores=True)
+        greedy = greedy_search_batch(model, encoder_out, lens, max_sym, return_scores=True)
         assert wide.scores[0] >= greedy.scores[0] - 1e-5
     for beam in (1, 2, 3):
-        narrow = modified_beam_search(
-            model, encoder_out, lens, beam=beam, lm=lm, lm_scale=lm_scale, return_scores=True
-        )
+        narrow = modified_beam_search(model, encoder_out, lens, beam=beam, **kwargs)
         assert narrow.scores[0] <= exact[tuple(narrow.hyps[0])] + 1e-5
 
 

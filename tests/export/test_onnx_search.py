@@ -59,6 +59,10 @@ def test_searches_match_pytorch(exported, decoder: str, causal: bool) -> None:
             SearchOptions("modified_beam_search", beam=4),
             modified_beam_search(model, encoder_out, encoder_out_lens, beam=4),
         ),
+        (
+            SearchOptions("modified_beam_search", beam=4, max_sym_per_frame=2),
+            modified_beam_search(model, encoder_out, encoder_out_lens, beam=4, max_sym_per_frame=2),
+        ),
     ]
     emitted = 0
     for options, expected in cases:
@@ -69,6 +73,7 @@ def test_searches_match_pytorch(exported, decoder: str, causal: bool) -> None:
         # tokens on some frames, blanks on others: the comparison exercises both paths
         assert 0 < len(cases[0][1][0]) < int(encoder_out_lens[0])
         assert cases[2][1] != cases[0][1]  # the beam finds other hypotheses than greedy search
+        assert cases[3][1] != cases[2][1]  # and others again with two symbols per frame
 
 
 @pytest.mark.parametrize("decoder", ["stateless", "lstm"])
@@ -110,7 +115,8 @@ def test_search_is_chunk_invariant(exported) -> None:
     x, x_lens = features(LENS[:3])
     out, lens = onnx_model.encode(x.numpy(), x_lens.numpy())
     for search_type in (GreedySearch, ModifiedBeamSearch):
-        whole, pieces = search_type(onnx_model, 3), search_type(onnx_model, 3)
+        whole = search_type(onnx_model, 3, max_sym_per_frame=2)
+        pieces = search_type(onnx_model, 3, max_sym_per_frame=2)
         whole.advance(out, lens)
         for start in range(0, out.shape[1], 5):
             pieces.advance(out[:, start : start + 5], np.clip(lens - start, 0, 5))
@@ -123,6 +129,8 @@ def test_bad_input(exported, tmp_path: Path) -> None:
         GreedySearch(onnx_model, 2, max_sym_per_frame=0)
     with pytest.raises(ValueError, match="beam must be >= 1"):
         ModifiedBeamSearch(onnx_model, 2, beam=0)
+    with pytest.raises(ValueError, match="max_sym_per_frame"):
+        ModifiedBeamSearch(onnx_model, 2, max_sym_per_frame=0)
     with pytest.raises(ValueError, match="unknown decoding method 'viterbi'"):
         SearchOptions("viterbi")
     with pytest.raises(ValueError, match="exceeds"):
@@ -155,3 +163,5 @@ def test_search_tags_match_kd_bin_decode() -> None:
     streaming = SearchOptions("greedy_search", streaming=True, max_sym_per_frame=2)
     assert streaming.tag == method_tag("streaming_greedy_search", 4, None, 0.0, 2)
     assert SearchOptions("modified_beam_search", beam=8).tag == method_tag("modified_beam_search", 8)
+    beam_two = SearchOptions("modified_beam_search", max_sym_per_frame=2)
+    assert beam_two.tag == method_tag("modified_beam_search", 4, None, 0.0, 2)

@@ -151,14 +151,21 @@ def test_enc_logits_are_the_encoder_only_top_k(teacher_model):
         _check_topk(arrays["logprobs"][t], arrays["ids"][t], arrays["rest"][t], reference[t])
 
 
-def test_unlabelled_utterances_use_the_best_hypothesis(teacher_model):
+@pytest.mark.parametrize("max_sym", [1, 2])
+def test_unlabelled_utterances_use_the_best_hypothesis(teacher_model, max_sym):
     x, x_lens = _inputs([60])
-    config = TargetConfig(types=["pxpy", "one_best"], topk=K, beam=2)
+    config = TargetConfig(types=["pxpy", "one_best"], topk=K, beam=2, max_sym_per_frame=max_sym)
     [got] = compute_targets(teacher_model, x, x_lens, [None], config)
     with torch.no_grad():
         enc, enc_lens = teacher_model.encoder(x, x_lens)
         best = modified_beam_search(
-            teacher_model, enc, enc_lens, beam=2, return_timestamps=True, return_scores=True
+            teacher_model,
+            enc,
+            enc_lens,
+            beam=2,
+            max_sym_per_frame=max_sym,
+            return_timestamps=True,
+            return_scores=True,
         )
     assert got.hyp.tokens == got.tokens == best.hyps[0]
     assert got.hyp.timestamps == best.timestamps[0]
