@@ -19,6 +19,7 @@ corpus=synth              # synth | librispeech | kaldi
 size=default              # synthetic corpus size: a preset of kd/data/synth/plan.py (default, test, ...); other than default: data/synth_<size>, exp/synth_<size>
 seed=42                   # seed of the synthetic corpus and of training
 nj=2                      # parallel jobs for data stages
+student_jobs=0            # stage 7: students trained at once, each on (cores / jobs) threads (0: 2 on a CPU with >= 2 cores, else 1); their output goes to <exp dir>/train.log
 vocab_size=0              # BPE vocabulary size (0: 32, i.e. letters, for synth; 256 for kaldi; 500 for librispeech)
 librispeech_dir=download/LibriSpeech   # LibriSpeech root (with train-clean-100/ etc.)
 librispeech_parts="train-clean-100 dev-clean dev-other test-clean test-other"   # train part, dev part, test parts
@@ -42,7 +43,7 @@ nst_iterations=0          # stage 10: Noisy Student rounds (teacher -> student -
 nst_min_hyp_score=-1.0    # stage 10: pseudo-labels below this log-prob per frame are dropped
 nst_student=hard          # stage 10: the student row trained in each round (its unlabelled cuts: the pseudo-labels)
 decode_methods="greedy_search modified_beam_search"   # decoding methods
-max_sym_per_frame=0       # tokens per encoder frame at most in greedy search (0: 2 with synth's default letters, else 1); the tables and stage 9 use that decode
+max_sym_per_frame=0       # tokens per encoder frame at most, in every search (decodes, stage 6's hypotheses; 0: 2 with synth's default letters, else 1)
 avg=1                     # checkpoints averaged for decoding
 device=auto               # auto | cpu | cuda
 force=false               # rerun finished data stages
@@ -281,7 +282,8 @@ decode() {
     --max-sym-per-frame "$max_sym_per_frame" --cuts $test_cuts
   if [ ${#lm_opts[@]} -gt 0 ] && [ "$lm_scale" != 0 ]; then
     python -m kd.bin.decode --exp-dir "$1" --avg "$avg" --methods modified_beam_search "${lm_opts[@]}" \
-      --lm-scale "$lm_scale" --blank-penalty "$lm_blank_penalty" --device "$device" --cuts $test_cuts
+      --lm-scale "$lm_scale" --blank-penalty "$lm_blank_penalty" --max-sym-per-frame "$max_sym_per_frame" \
+      --device "$device" --cuts $test_cuts
   fi
 }
 # The greedy decode the tables show and stage 9 picks the best student by (kd.bin.decode's result tag).
@@ -307,7 +309,7 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   for p in $train_part $unlabelled_parts; do
     python -m kd.bin.generate_targets --exp-dir "$exp/teacher" --avg "$avg" \
       --cuts "$data/fbank/${corpus}_cuts_$p.jsonl.gz" --out-dir "$targets" --types $target_types \
-      --topk "$topk" --nj "$nj" --device "$device"
+      --topk "$topk" --max-sym-per-frame "$max_sym_per_frame" --nj "$nj" --device "$device"
   done
   if [ "$targets_lm_scale" != 0 ] && ! $fuse_targets; then
     echo "run.sh: --targets-lm-scale needs unlabelled audio and the token LM of stage 3 ($lm_config)" >&2
@@ -320,7 +322,8 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
       "$targets_blank_penalty) -> $targets_lm"
     python -m kd.bin.generate_targets --exp-dir "$exp/teacher" --avg "$avg" \
       --cuts "$data/fbank/${corpus}_cuts_$unlabelled_parts.jsonl.gz" --out-dir "$targets_lm" \
-      --types one_best hyp --topk "$topk" --nj "$nj" --device "$device" "${lm_opts[@]}" \
+      --types one_best hyp --topk "$topk" --max-sym-per-frame "$max_sym_per_frame" --nj "$nj" --device "$device" \
+      "${lm_opts[@]}" \
       --lm-scale "$targets_lm_scale" --blank-penalty "$targets_blank_penalty"
   fi
 fi
@@ -336,11 +339,54 @@ for r in $students; do
 done
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
-  for entry in "${student_dirs[@]}"; do
-    IFS=: read -r dir row s <<< "$entry"
-    log "stage 7: student $row (seed $s) -> $dir"
-    python -m kd.bin.train --config "$(row_config "$row")" --exp-dir "$dir" "train.seed=$s" "train.device=$device"
-  done
+  # train_student ENTRY [THREADS]: one row and seed. With THREADS it is a background job: it becomes the
+  # training process (so that killing the job kills the training) and writes to <dir>/train.log.
+  train_student() {
+    local dir row s
+    IFS=: read -r dir row s <<< "$1"
+    local cmd=(python -m kd.bin.train --config "$(row_config "$row")" --exp-dir "$dir" "train.seed=$s"
+      "train.device=$device" "kd.max_sym_per_frame=$max_sym_per_frame")
+    if [ -z "${2:-}" ]; then
+      log "stage 7: student $row (seed $s) -> $dir"
+      "${cmd[@]}"
+      return
+    fi
+    log "stage 7: student $row (seed $s) -> $dir (torch threads $2, output in $dir/train.log)"
+    mkdir -p "$dir"
+    exec "${cmd[@]}" "train.num_threads=$2" > "$dir/train.log" 2>&1
+  }
+  if [ "$student_jobs" -eq 0 ]; then
+    student_jobs=1
+    if [ "$device" != cuda ] && [ "$(nproc)" -ge 2 ] && \
+      ! python -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
+      student_jobs=2
+    fi
+  fi
+  if [ "$student_jobs" -le 1 ] || [ ${#student_dirs[@]} -le 1 ]; then
+    for entry in "${student_dirs[@]}"; do train_student "$entry"; done
+  else
+    # Small models use two cores poorly: two 1-thread students train ~1.6x faster than one on 2 threads.
+    threads=$(( $(nproc) / student_jobs )); [ "$threads" -ge 1 ] || threads=1
+    declare -A running=()
+    wait_one() {
+      local pid status=0
+      wait -n -p pid "${!running[@]}" || status=$?
+      if [ "$status" -ne 0 ]; then
+        echo "run.sh: stage 7: training ${running[$pid]} failed (exit $status); the end of its" \
+          "${running[$pid]}/train.log:" >&2
+        tail -n 20 "${running[$pid]}/train.log" >&2
+        kill "${!running[@]}" 2>/dev/null || true
+        exit 1
+      fi
+      unset "running[$pid]"
+    }
+    for entry in "${student_dirs[@]}"; do
+      [ ${#running[@]} -lt "$student_jobs" ] || wait_one
+      train_student "$entry" "$threads" &
+      running[$!]=${entry%%:*}
+    done
+    while [ ${#running[@]} -gt 0 ]; do wait_one; done
+  fi
 fi
 
 if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
@@ -381,12 +427,12 @@ if [ "$stage" -le 10 ] && [ "$stop_stage" -ge 10 ] && [ "$nst_iterations" -gt 0 
     for p in $train_part $unlabelled_parts; do
       python -m kd.bin.generate_targets --exp-dir "$nst_teacher" --avg "$avg" \
         --cuts "$data/fbank/${corpus}_cuts_$p.jsonl.gz" --out-dir "$round/targets" --types hyp --nj "$nj" \
-        --device "$device"
+        --max-sym-per-frame "$max_sym_per_frame" --device "$device"
     done
     KD_TRAIN_TARGETS=$round/targets/${corpus}_${train_part}_targets.jsonl.gz \
       KD_UNLABELLED_TARGETS=$round/targets/${corpus}_${unlabelled_parts}_targets.jsonl.gz \
       python -m kd.bin.train --config "$(row_config "$nst_student")" --exp-dir "$round" "${run_overrides[@]}" \
-      "kd.min_hyp_score=$nst_min_hyp_score" data.spec_augment=true
+      "kd.min_hyp_score=$nst_min_hyp_score" "kd.max_sym_per_frame=$max_sym_per_frame" data.spec_augment=true
     decode "$round"
     nst_teacher=$round
   done

@@ -7,6 +7,7 @@ corpus needs (espeak-ng at least; tools/install.sh installs them).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,9 @@ def test_quick_profile_runs_every_stage_and_table(tmp_path: Path) -> None:
     assert model_of(exp / "student_sparse60" / "config.yaml") == model_of(quick / "teacher.yaml")
     assert model_of(exp / "student_cascaded" / "config.yaml") == model_of(quick / "cascaded_student.yaml")
 
+    if len(os.sched_getaffinity(0)) >= 2:  # students trained two at a time, each writing its train.log
+        assert "torch threads 1, output in exp/synth_quick/student_none/train.log" in out.stdout
+        assert "epoch 1: validation loss" in (exp / "student_none" / "train.log").read_text()
     assert (exp / "results.md").is_file()
     tables_md = (exp / "tables.md").read_text()
     tables = load_tables(ROOT / "egs" / "synth" / "tables.yaml")
