@@ -8,7 +8,7 @@ How good are the pseudo-labels a student learns from, and does fusing the LM int
 them better (METHODS.md (c))? The synthetic corpus keeps the transcripts of its unlabelled split aside for
 this (``<corpus>/unlabelled-transcripts/``); for other corpora, any transcripts of the same utterance ids.
 ``--refs`` is a Kaldi ``text`` file or a directory searched for LibriSpeech-style ``*.trans.txt`` files
-(both are ``<utterance id> <words>`` lines). One line per targets manifest: cuts scored and Kaldi's WER line.
+(both are ``<utterance id> <words>`` lines). One line per targets cuts file: cuts scored and Kaldi's WER line.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ def get_parser() -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--refs", required=True, help="Kaldi text file, or a directory of *.trans.txt files")
-    parser.add_argument("targets", nargs="+", help="targets manifests of unlabelled cuts (`hyp` targets)")
+    parser.add_argument(
+        "targets", nargs="+", help="targets cuts of unlabelled parts (`hyp` targets): <name>_targets.jsonl.gz"
+    )
     return parser
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lhotse import CutSet, RecordingSet, SupervisionSet, load_manifest_lazy
 
-from kd.data.errors import MissingFileError
+from kd.data.errors import DataError, MissingFileError
 
 
 def manifest_path(manifest_dir: str | Path, prefix: str, kind: str, part: str) -> Path:
@@ -85,4 +85,10 @@ def load_cuts(path: str | Path) -> CutSet:
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"{path}: cuts manifest not found; run `python -m kd.bin.compute_fbank` first")
+    if not path.name.endswith((".jsonl", ".jsonl.gz")):
+        # lhotse streams JSON lines only; a targets run's <name>_targets.json is its settings, not cuts
+        raise DataError(
+            f"{path}: not a cuts manifest (those are .jsonl or .jsonl.gz; the cuts of targets are "
+            "<name>_targets.jsonl.gz beside <name>_targets.json)"
+        )
     return load_manifest_lazy(path)

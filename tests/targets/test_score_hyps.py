@@ -56,6 +56,10 @@ def test_bad_input_names_the_problem(tmp_path):
         score_hyps.score_hypotheses(_targets(tmp_path / "a.jsonl.gz", {"1-2-0009": "X"}), refs)
     with pytest.raises(DataError, match="1-2-0000 has no stored hypothesis"):
         score_hyps.score_hypotheses(_targets(tmp_path / "b.jsonl.gz", {"1-2-0000": None}), refs)
+    settings = tmp_path / "c_targets.json"  # the targets run's settings, not its cuts
+    settings.write_text("{}")
+    with pytest.raises(DataError, match="c_targets.json: not a cuts manifest .*<name>_targets.jsonl.gz"):
+        score_hyps.score_hypotheses(settings, refs)
     with pytest.raises(DataError, match="no such file or directory"):
         score_hyps.read_references(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
