@@ -63,8 +63,9 @@ if $quick; then
   # table (c)'s row one_best_lm trains on the LM-fused unlabelled targets
   [ "$targets_lm_scale" != 0 ] || targets_lm_scale=0.3
 fi
-# The main job: the student without KD and one KD student per paper of METHODS.md, (a) to (e).
-[ -n "$students" ] || students="none sparse60_collapsed encoder_logits one_best soft_lattice cascaded_kd_stored"
+# The main job: the student without KD and one KD student per paper of METHODS.md, (a) to (e); the longest to
+# train first, so that stage 7's side-by-side jobs end close together.
+[ -n "$students" ] || students="cascaded_kd_stored soft_lattice one_best sparse60_collapsed encoder_logits none"
 
 bash tools/install.sh
 . ./path.sh
