@@ -7,7 +7,7 @@ corpus needs (espeak-ng at least; tools/install.sh installs them).
 
 from __future__ import annotations
 
-import os
+import re
 from pathlib import Path
 
 import pytest
@@ -32,7 +32,8 @@ def test_quick_profile_runs_every_stage_and_table(tmp_path: Path) -> None:
     engines = {v.engine for v in available_voices()}
     assert ESPEAK in engines, "espeak-ng is required for the synthetic corpus (tools/install.sh installs it)"
     recipe = make_recipe(tmp_path)
-    out = run_recipe(recipe, "--quick", "true")
+    # Two students at a time whatever the machine (the default depends on nproc, which OMP_NUM_THREADS caps).
+    out = run_recipe(recipe, "--quick", "true", "--student-jobs", "2")
 
     for n in range(11):
         assert f"[run.sh] stage {n}" in out.stdout, f"stage {n} did not run"
@@ -49,9 +50,8 @@ def test_quick_profile_runs_every_stage_and_table(tmp_path: Path) -> None:
     assert model_of(exp / "student_sparse60" / "config.yaml") == model_of(quick / "teacher.yaml")
     assert model_of(exp / "student_cascaded" / "config.yaml") == model_of(quick / "cascaded_student.yaml")
 
-    if len(os.sched_getaffinity(0)) >= 2:  # students trained two at a time, each writing its train.log
-        assert "torch threads 1, output in exp/synth_quick/student_none/train.log" in out.stdout
-        assert "epoch 1: validation loss" in (exp / "student_none" / "train.log").read_text()
+    assert re.search(r"torch threads \d+, output in exp/synth_quick/student_none/train\.log", out.stdout)
+    assert "epoch 1: validation loss" in (exp / "student_none" / "train.log").read_text()
     assert (exp / "results.md").is_file()
     tables_md = (exp / "tables.md").read_text()
     tables = load_tables(ROOT / "egs" / "synth" / "tables.yaml")
