@@ -27,37 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def train_frames(exp_dir: str, cuts_path: str, max_batches: int, threads: int) -> tuple[int, float]:
     """(encoder frames, seconds) of the timed training steps of one process on ``threads`` threads."""
     import torch
-
-    from kd.config import load_yaml
-    from kd.data.datamodule import AsrDataModule
-    from kd.data.io import load_cuts
-    from kd.data.tokenizer import Tokenizer
-    from kd.models import build_model
-    from kd.train.checkpoint import latest_checkpoint, load_checkpoint
-    from kd.train.config import TrainConfig
-    from kd.train.objective import TransducerObjective
-    from kd.train.optim import build_optimizer
+    from training import TrainingStep
 
     torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    config = load_yaml(TrainConfig, Path(exp_dir) / "config.yaml")
-    tokenizer = Tokenizer(config.paths.bpe_model)
-    model = build_model(config.model, tokenizer.vocab_size).train()
-    ckpt = latest_checkpoint(Path(exp_dir))
-    if ckpt is not None:
-        model.load_state_dict(load_checkpoint(ckpt)["model"])
-    optimizer, _ = build_optimizer(model, config.optim)
-    objective = TransducerObjective(config.loss, tokenizer)
-    batches = list(AsrDataModule(config.data).eval_dataloader(load_cuts(cuts_path)))
-    batches = batches[: max_batches + 1]
-
-    def step(batch: dict) -> int:
-        loss = objective(model, batch, 10**6)
-        (loss.total / loss.num_frames).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return loss.num_frames
-
+    step = TrainingStep(exp_dir)
+    batches = step.batches(cuts_path, max_batches + 1)
     step(batches[0])  # warm-up
     frames, start = 0, time.perf_counter()
     for batch in batches[1:]:
