@@ -171,9 +171,9 @@ def modified_beam_search(
         for emitted in range(max_sym_per_frame):
             last = emitted == max_sym_per_frame - 1
             frontier = _expand(frontier, done, enc, joint, beam, blank_id, t, last, steppers, device)
+            _prune(frontier, done, beam)
             if not any(frontier):
                 break
-            _prune(frontier, done, beam)
         hyps = [sorted(d.values(), key=lambda h: -h.score)[:beam] for d in done]
         _compact(hyps, steppers, device)
 
@@ -257,7 +257,8 @@ def _expand(
 
 def _prune(frontier: list[list[_Hyp]], done: list[dict[tuple[int, ...], _Hyp]], beam: int) -> None:
     """Drops frontier hypotheses already below the ``beam``-th finished one of their utterance: scores only
-    fall with more symbols, so they cannot enter the beam."""
+    fall with more symbols, so none of their extensions could enter the beam on its own (one could still
+    have merged into a finished hypothesis of the same tokens; like any beam, this gives up that mass)."""
     for i, utt_done in enumerate(done):
         if len(utt_done) >= beam and frontier[i]:
             floor = sorted((h.score for h in utt_done.values()), reverse=True)[beam - 1]

@@ -140,12 +140,12 @@ class ModifiedBeamSearch:
             for emitted in range(self.max_sym_per_frame):
                 last = emitted == self.max_sym_per_frame - 1
                 frontier = self._expand(frontier, done, encoder_out[:, t], last)
-                if not any(frontier.values()):
-                    break
-                for b, hyps in frontier.items():
+                for b, hyps in frontier.items():  # as kd.decode.beam_search._prune
                     if len(done[b]) >= self.beam and hyps:
                         floor = sorted((h.score for h in done[b].values()), reverse=True)[self.beam - 1]
                         frontier[b] = [h for h in hyps if h.score > floor]
+                if not any(frontier.values()):
+                    break
             for b in active:
                 self.beams[b] = sorted(done[b].values(), key=lambda h: -h.score)[: self.beam]
 

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+import kd.decode.beam_search as beam_search
 from kd.decode import greedy_search_batch, modified_beam_search, streaming_greedy_search
 from kd.decode.states import StateBatcher
 
@@ -86,6 +87,29 @@ def test_beam_one_is_greedy(decoder: str, max_sym: int) -> None:
     assert beam.scores == pytest.approx(greedy.scores, abs=1e-4)
 
 
+@pytest.mark.parametrize("decoder", ["lstm", "stateless"])
+def test_beam_survives_pruning_every_frontier(decoder: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a narrow beam and 3 symbols per frame, the hypotheses still emitting can all fall below the
+    finished ones on a frame; the frame then ends there (and the batch still equals each utterance)."""
+    emptied, prune = [], beam_search._prune
+
+    def counting_prune(frontier: list[list], done: list[dict], beam: int) -> None:
+        had = any(frontier)
+        prune(frontier, done, beam)
+        emptied.append(had and not any(frontier))
+
+    monkeypatch.setattr(beam_search, "_prune", counting_prune)
+    model = make_model(decoder=decoder)
+    lens = [12, 5, 9]
+    encoder_out, lens_t = random_encoder_out(lens, seed=9)
+    kwargs = dict(beam=2, max_sym_per_frame=3, return_timestamps=True, return_scores=True)
+    batch = modified_beam_search(model, encoder_out, lens_t, **kwargs)
+    assert any(emptied)
+    for b, n in enumerate(lens):
+        alone = modified_beam_search(model, encoder_out[b : b + 1, :n], torch.tensor([n]), **kwargs)
+        assert batch.hyps[b] == alone.hyps[0] and batch.timestamps[b] == alone.timestamps[0]
+
+
 @pytest.mark.parametrize("lm_scale", [0.0, 0.7])
 @pytest.mark.parametrize("max_sym", [1, 2])
 def test_exhaustive_beam_is_exact(lm_scale: float, max_sym: int) -> None:
@@ -100,7 +124,8 @@ def test_exhaustive_beam_is_exact(lm_scale: float, max_sym: int) -> None:
     best = max(exact, key=exact.get)
     kwargs = dict(lm=lm, lm_scale=lm_scale, max_sym_per_frame=max_sym, return_scores=True)
 
-    wide = modified_beam_search(model, encoder_out, lens, beam=len(exact), **kwargs)
+    # the top-k of a frame runs over hypotheses x vocabulary before equal sequences merge
+    wide = modified_beam_search(model, encoder_out, lens, beam=3 * len(exact), **kwargs)
     assert tuple(wide.hyps[0]) == best
     assert wide.scores[0] == pytest.approx(exact[best], abs=1e-4)
 

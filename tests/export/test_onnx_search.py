@@ -63,6 +63,10 @@ def test_searches_match_pytorch(exported, decoder: str, causal: bool) -> None:
             SearchOptions("modified_beam_search", beam=4, max_sym_per_frame=2),
             modified_beam_search(model, encoder_out, encoder_out_lens, beam=4, max_sym_per_frame=2),
         ),
+        (  # a narrow beam with 3 per frame prunes every frontier on some frames
+            SearchOptions("modified_beam_search", beam=2, max_sym_per_frame=3),
+            modified_beam_search(model, encoder_out, encoder_out_lens, beam=2, max_sym_per_frame=3),
+        ),
     ]
     emitted = 0
     for options, expected in cases:
