@@ -19,7 +19,7 @@ corpus=synth              # synth | librispeech | kaldi
 size=default              # synthetic corpus size: a preset of kd/data/synth/plan.py (default, test, ...); other than default: data/synth_<size>, exp/synth_<size>
 seed=42                   # seed of the synthetic corpus and of training
 nj=2                      # parallel jobs for data stages
-student_jobs=0            # stage 7: students trained at once, each on (cores / jobs) threads (0: 2 on a CPU with >= 2 cores, else 1); their output goes to <exp dir>/train.log
+student_jobs=0            # stage 7: students trained at once, each on nproc / jobs threads, output in <exp dir>/train.log (0: 2 on a CPU with nproc >= 2 and bash >= 5.1, else 1)
 vocab_size=0              # BPE vocabulary size (0: 32, i.e. letters, for synth; 256 for kaldi; 500 for librispeech)
 librispeech_dir=download/LibriSpeech   # LibriSpeech root (with train-clean-100/ etc.)
 librispeech_parts="train-clean-100 dev-clean dev-other test-clean test-other"   # train part, dev part, test parts
@@ -356,30 +356,39 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
     mkdir -p "$dir"
     exec "${cmd[@]}" "train.num_threads=$2" > "$dir/train.log" 2>&1
   }
+  # wait -n -p (which job ended) is bash 5.1's
+  new_bash=$(( BASH_VERSINFO[0] > 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] >= 1) ))
   if [ "$student_jobs" -eq 0 ]; then
     student_jobs=1
-    if [ "$device" != cuda ] && [ "$(nproc)" -ge 2 ] && \
+    if [ "$new_bash" = 1 ] && [ "$device" != cuda ] && [ "$(nproc)" -ge 2 ] && \
       ! python -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
       student_jobs=2
     fi
+  elif [ "$student_jobs" -gt 1 ] && [ "$new_bash" = 0 ]; then
+    echo "run.sh: --student-jobs $student_jobs needs bash >= 5.1 (this is $BASH_VERSION); use --student-jobs 1" >&2
+    exit 1
   fi
   if [ "$student_jobs" -le 1 ] || [ ${#student_dirs[@]} -le 1 ]; then
     for entry in "${student_dirs[@]}"; do train_student "$entry"; done
   else
-    # Small models use two cores poorly: two 1-thread students train ~1.6x faster than one on 2 threads.
+    # Small models use two cores poorly: two 1-thread students train ~1.4x the frames of one on 2 threads
+    # (BENCHMARKS.md).
     threads=$(( $(nproc) / student_jobs )); [ "$threads" -ge 1 ] || threads=1
     declare -A running=()
+    stop_students() { [ ${#running[@]} -eq 0 ] || kill "${!running[@]}" 2>/dev/null || true; }
+    # Background jobs ignore Ctrl-C: without this they would train on, and a rerun would race them.
+    trap 'stop_students; exit 130' INT TERM
+    trap stop_students EXIT
     wait_one() {
       local pid status=0
       wait -n -p pid "${!running[@]}" || status=$?
+      local dir=${running[$pid]}
+      unset "running[$pid]"
       if [ "$status" -ne 0 ]; then
-        echo "run.sh: stage 7: training ${running[$pid]} failed (exit $status); the end of its" \
-          "${running[$pid]}/train.log:" >&2
-        tail -n 20 "${running[$pid]}/train.log" >&2
-        kill "${!running[@]}" 2>/dev/null || true
+        echo "run.sh: stage 7: training $dir failed (exit $status); the end of its $dir/train.log:" >&2
+        tail -n 20 "$dir/train.log" >&2
         exit 1
       fi
-      unset "running[$pid]"
     }
     for entry in "${student_dirs[@]}"; do
       [ ${#running[@]} -lt "$student_jobs" ] || wait_one
@@ -387,6 +396,7 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
       running[$!]=${entry%%:*}
     done
     while [ ${#running[@]} -gt 0 ]; do wait_one; done
+    trap - INT TERM EXIT
   fi
 fi
 

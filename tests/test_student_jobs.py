@@ -1,8 +1,13 @@
 """run.sh stage 7 trains students side by side (--student-jobs): each job's output goes to its train.log,
-and a failing job stops the stage with the end of its log."""
+a failing job stops the stage with the end of its log, and interrupting run.sh stops every job."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from test_recipe_corpora import make_recipe, run_recipe
@@ -35,3 +40,48 @@ def test_a_failing_student_job_stops_stage_7_with_its_log(tmp_path: Path) -> Non
     assert "failed (exit 1)" in out.stderr
     assert "no_such_key" in out.stderr  # the tail of the failed job's train.log
     assert "finished stages" not in out.stdout
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_interrupting_run_sh_stops_its_student_jobs(tmp_path: Path) -> None:
+    recipe = make_recipe(tmp_path)
+    # A python that turns each training command into a long sleep, recording its pid.
+    fake_bin, pids = tmp_path / "bin", tmp_path / "pids"
+    fake_bin.mkdir()
+    fake = fake_bin / "python"
+    fake.write_text(
+        "#!/usr/bin/env bash\n"
+        f'if [ "$1 $2" = "-m kd.bin.train" ]; then echo $$ >> {pids}; exec sleep 300; fi\n'
+        f'exec {sys.executable} "$@"\n'
+    )
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    args = ["--students", "none encoder_logits", "--student-jobs", "2", "--stage", "7", "--stop-stage", "7"]
+    proc = subprocess.Popen(
+        ["bash", str(recipe / "run.sh"), "--device", "cpu", *args],
+        cwd=recipe,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (pids.is_file() and len(pids.read_text().split()) == 2):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.1)
+    jobs = [int(pid) for pid in pids.read_text().split()]
+    assert all(map(running, jobs))
+
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 130
+    deadline = time.monotonic() + 10
+    while any(map(running, jobs)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(map(running, jobs)), "a student job outlived run.sh"
