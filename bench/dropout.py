@@ -1,12 +1,13 @@
 """Dropout on the CPU: torch's (bernoulli_ masks) against kd.models.dropout (int16 random bits), in one run.
 
-    .venv/bin/python bench/dropout.py [--exp-dir exp/synth/teacher] [--threads 1 2] [--rounds 5]
+    .venv/bin/python bench/dropout.py [--exp-dir exp/synth/teacher] [--cuts ...] [--threads 1 2] [--rounds 5]
 
 Part one times forward + backward of each on the tensors the synthetic teacher drops out (a 60-s batch:
 1,500 frames of the FFN's 768-dim hidden layer and of the 192-dim residual branches, and the attention
 weights of 11 utterances of 140 frames with 4 heads). Part two, with ``--exp-dir``, times that experiment's
-training step (bench/training.py) on the first batches of the synthetic dev set with torch's dropout
-patched in and with the project's, rounds alternating. Each line gives the median over rounds and the ratio.
+training step (bench/training.py) on the first batches of ``--cuts`` (default: the synthetic dev set) with
+torch's dropout patched in and with the project's, rounds alternating. Each line gives the median over
+rounds and the ratio.
 """
 
 from __future__ import annotations
@@ -81,12 +82,12 @@ def op_table(threads: int, rounds: int) -> None:
         print(f"| {name} | {t * 1e3:.2f} | {k * 1e3:.2f} | {t / k:.2f} |")
 
 
-def step_table(exp_dir: Path, threads: int, rounds: int, max_batches: int) -> None:
+def step_table(exp_dir: Path, cuts: Path, threads: int, rounds: int, max_batches: int) -> None:
     from training import TrainingStep
 
     torch.set_num_threads(threads)
     step = TrainingStep(exp_dir)
-    batches = step.batches("data/synth/fbank/synth_cuts_dev.jsonl.gz", max_batches)
+    batches = step.batches(cuts, max_batches)
     step(batches[0])  # warm-up
     times = {"torch": [], "kd": []}
     for _ in range(rounds):
@@ -104,6 +105,7 @@ def step_table(exp_dir: Path, threads: int, rounds: int, max_batches: int) -> No
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--exp-dir", type=Path, action="append", default=[], help="experiment (repeatable)")
+    parser.add_argument("--cuts", type=Path, default=Path("data/synth/fbank/synth_cuts_dev.jsonl.gz"))
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--max-batches", type=int, default=6, help="batches per round of a training step")
@@ -116,7 +118,7 @@ def main() -> None:
         print("|---|---:|---:|---:|")
         for exp_dir in args.exp_dir:
             for threads in args.threads:
-                step_table(exp_dir, threads, args.rounds, args.max_batches)
+                step_table(exp_dir, args.cuts, threads, args.rounds, args.max_batches)
 
 
 if __name__ == "__main__":

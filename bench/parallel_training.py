@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from machine import cpu_name  # noqa: E402
 
 
 def train_frames(exp_dir: str, cuts_path: str, max_batches: int, threads: int) -> tuple[int, float]:
@@ -63,7 +64,7 @@ def main() -> None:
     import torch
 
     threads = max(1, args.threads // args.jobs)
-    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}; {args.exp_dir}")
+    print(f"# {cpu_name()}, torch {torch.__version__}; {args.exp_dir}")
     one_job, jobs = f"1 job x {args.threads} threads", f"{args.jobs} jobs x {threads}"
     print(f"| round | {one_job} (frames/s) | {jobs} (frames/s) | ratio |")
     print("|---:|---:|---:|---:|")

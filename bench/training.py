@@ -45,7 +45,7 @@ class TrainingStep:
 
     def __call__(self, batch: dict) -> int:
         """One step on ``batch``; returns its encoder frames."""
-        loss = self.objective(self.model, batch, 10**6)
+        loss = self.objective(self.model, batch, 10**6)  # a step count past every warm-up ramp
         (loss.total / loss.num_frames).backward()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)

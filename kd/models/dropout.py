@@ -1,7 +1,7 @@
 """Dropout whose mask is cheap to draw on the CPU.
 
 torch's CPU dropout draws its mask with ``bernoulli_``, which costs ~7 ns per element whatever the thread
-count: 27% of a training step of the synthetic-corpus teacher (BENCHMARKS.md, "Dropout on the CPU").
+count: 23-27% of a training step of the synthetic-corpus teacher (BENCHMARKS.md, "Dropout on the CPU").
 Filling an int16 tensor with ``random_`` draws 15 uniform bits per element about three times as fast, and
 those bits below ``round(p * 2**15)`` give the same Bernoulli mask with p rounded to a multiple of 2**-15
 (the kept values are scaled by the exact inverse of the kept probability, so expectations are unchanged).
@@ -23,7 +23,7 @@ def dropout(x: Tensor, p: float, training: bool) -> Tensor:
         return x
     if x.device.type != "cpu":
         return F.dropout(x, p, training=True)
-    threshold = round(p * _LEVELS)
+    threshold = min(round(p * _LEVELS), _LEVELS - 1)  # p just below 1 must keep something to scale
     drop = torch.empty(x.shape, dtype=torch.int16).random_() < threshold
     # masked_fill's backward keeps the bool mask only, as torch's dropout does
     return x.masked_fill(drop, 0.0).mul_(_LEVELS / (_LEVELS - threshold))
