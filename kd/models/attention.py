@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-
-from kd.models.dropout import dropout
+from torch import nn
 
 
 def chunk_attention_mask(
@@ -97,28 +95,7 @@ class RotarySelfAttention(nn.Module):
         if cache is not None:
             k = torch.cat((cache[0], k), dim=2)
             v = torch.cat((cache[1], v), dim=2)
-        if self.training and self.dropout > 0.0 and q.device.type == "cpu":
-            out = attend_with_dropout(q, k, v, attn_mask, self.dropout)
-        else:
-            out = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
-            )
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+        )
         return self.out_proj(out.transpose(1, 2).reshape(b, t, -1)), k, v
-
-
-def attend_with_dropout(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None, p: float) -> Tensor:
-    """Scaled dot-product attention with dropout on the weights, written out so that the dropout mask is
-    :func:`kd.models.dropout.dropout`'s (the CPU SDPA draws it with the slow ``bernoulli_``).
-
-    Args:
-        q: (B, H, T, Dh). k, v: (B, H, S, Dh).
-        attn_mask: (B, 1, T, S) bool, True = may attend; None = attend to everything.
-        p: dropout probability of each attention weight.
-    Returns:
-        (B, H, T, Dh).
-    """
-    scores = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5
-    if attn_mask is not None:
-        # the dtype's minimum rather than -inf: a row with no allowed key gets uniform weights, not NaN
-        scores = scores.masked_fill(~attn_mask, torch.finfo(scores.dtype).min)
-    return dropout(scores.softmax(dim=-1), p, training=True) @ v

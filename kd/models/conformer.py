@@ -26,7 +26,6 @@ from torch import nn
 
 from kd.models.attention import RotarySelfAttention, chunk_attention_mask
 from kd.models.config import EncoderConfig
-from kd.models.dropout import Dropout
 from kd.models.subsampling import (
     RECEPTIVE_FIELD,
     SUBSAMPLING_FACTOR,
@@ -44,7 +43,7 @@ class FeedForward(nn.Module):
             nn.LayerNorm(d_model),
             nn.Linear(d_model, ffn_dim),
             nn.SiLU(),
-            Dropout(dropout),
+            nn.Dropout(dropout),
             nn.Linear(ffn_dim, d_model),
         )
 
@@ -106,7 +105,7 @@ class ConformerBlock(nn.Module):
         self.conv = ConvModule(d, config.conv_kernel, config.causal)
         self.ff = FeedForward(d, config.ffn_dim, config.dropout)
         self.norm_out = nn.LayerNorm(d) if config.block_norm else None
-        self.dropout = Dropout(config.dropout)
+        self.dropout = nn.Dropout(config.dropout)
 
     def forward(
         self,
@@ -171,7 +170,7 @@ class ConformerEncoder(nn.Module):
         self.subsampling = Conv2dSubsampling(
             config.num_features, config.subsampling_channels, config.d_model, config.frontend_norm
         )
-        self.input_dropout = Dropout(config.dropout)
+        self.input_dropout = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(ConformerBlock(config) for _ in range(config.num_layers))
         self.norm_out = nn.LayerNorm(config.d_model)
 
