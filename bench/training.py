@@ -7,9 +7,10 @@ from pathlib import Path
 
 class TrainingStep:
     """Forward, the transducer losses (simple + pruned, and CTC where the config has it), backward and an
-    AdamW step of the model of ``exp_dir`` (its config.yaml and newest checkpoint; random weights if none)."""
+    AdamW step of the model of ``exp_dir`` (its config.yaml with ``overrides`` applied, and its newest
+    checkpoint; random weights if none)."""
 
-    def __init__(self, exp_dir: str | Path, seed: int = 0) -> None:
+    def __init__(self, exp_dir: str | Path, seed: int = 0, overrides: list[str] | None = None) -> None:
         import torch
 
         from kd.config import load_yaml
@@ -22,7 +23,7 @@ class TrainingStep:
         from kd.train.optim import build_optimizer
 
         torch.manual_seed(seed)
-        config = load_yaml(TrainConfig, Path(exp_dir) / "config.yaml")
+        config = load_yaml(TrainConfig, Path(exp_dir) / "config.yaml", overrides)
         tokenizer = Tokenizer(config.paths.bpe_model)
         self.model = build_model(config.model, tokenizer.vocab_size).train()
         ckpt = latest_checkpoint(Path(exp_dir))
