@@ -8,9 +8,15 @@ from pathlib import Path
 class TrainingStep:
     """Forward, the transducer losses (simple + pruned, and CTC where the config has it), backward and an
     AdamW step of the model of ``exp_dir`` (its config.yaml with ``overrides`` applied, and its newest
-    checkpoint; random weights if none)."""
+    checkpoint; random weights if none or if not ``load_weights``)."""
 
-    def __init__(self, exp_dir: str | Path, seed: int = 0, overrides: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        exp_dir: str | Path,
+        seed: int = 0,
+        overrides: list[str] | None = None,
+        load_weights: bool = True,
+    ) -> None:
         import torch
 
         from kd.config import load_yaml
@@ -27,7 +33,7 @@ class TrainingStep:
         tokenizer = Tokenizer(config.paths.bpe_model)
         self.model = build_model(config.model, tokenizer.vocab_size).train()
         ckpt = latest_checkpoint(Path(exp_dir))
-        if ckpt is not None:
+        if ckpt is not None and load_weights:
             self.model.load_state_dict(load_checkpoint(ckpt)["model"])
         self.optimizer, _ = build_optimizer(self.model, config.optim)
         self.objective = TransducerObjective(config.loss, tokenizer)

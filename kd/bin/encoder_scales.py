@@ -43,7 +43,14 @@ def residual_stream_scales(
         x: (B, T, F) features; x_lens: (B,) valid frames.
     Returns:
         One entry for the front-end, then one per block.
+    Raises:
+        ValueError: for an encoder with low-frame-rate blocks (their stream is not the 40 ms one).
     """
+    if len(encoder.bridges) > 0:
+        raise ValueError(
+            "encoder_scales reads the 40 ms residual stream block by block; this encoder runs blocks at "
+            f"lower frame rates (encoder.block_downsampling={encoder.config.block_downsampling})"
+        )
     streams: list[tuple[torch.Tensor, torch.Tensor]] = []  # (input, output) of the front-end and each block
     hooks = [
         encoder.subsampling.register_forward_hook(

@@ -51,6 +51,10 @@ class EncoderConfig:
     dynamic_chunk_training: bool = False
     dynamic_chunk_sizes: list[int] = field(default_factory=lambda: [8, 16, 32, -1])
     dynamic_left_context_frames: list[int] = field(default_factory=lambda: [32, 64, -1])
+    # Frame rate per block, as a divisor of the subsampled rate (Zipformer's middle stacks): e.g. [1, 2, 2,
+    # 2, 2, 1] runs blocks 1-4 on 80 ms frames. Each run of equal divisors > 1 is one stack, taken down from
+    # the 40 ms stream and added back to it (kd/models/downsampling.py). Empty: every block at 40 ms.
+    block_downsampling: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for name in ("num_features", "subsampling_channels", "num_layers", "d_model", "num_heads", "ffn_dim"):
@@ -97,6 +101,21 @@ class EncoderConfig:
             _require(
                 not self.dynamic_chunk_training,
                 "encoder.dynamic_chunk_training: true needs causal: true",
+            )
+        if self.block_downsampling:
+            _require(
+                len(self.block_downsampling) == self.num_layers,
+                f"encoder.block_downsampling has {len(self.block_downsampling)} entries for "
+                f"encoder.num_layers={self.num_layers}; give one divisor per block (1 = the 40 ms rate)",
+            )
+            _require(
+                all(factor >= 1 for factor in self.block_downsampling),
+                f"encoder.block_downsampling={self.block_downsampling}: divisors must be integers >= 1",
+            )
+            _require(
+                not self.causal or all(factor == 1 for factor in self.block_downsampling),
+                f"encoder.block_downsampling={self.block_downsampling} needs causal: false (a low-rate "
+                "frame would read frames after its chunk); use 1 for every block of a streaming encoder",
             )
         if self.dynamic_chunk_training:
             _require(

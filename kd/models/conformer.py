@@ -26,6 +26,7 @@ from torch import nn
 
 from kd.models.attention import RotarySelfAttention, chunk_attention_mask
 from kd.models.config import EncoderConfig
+from kd.models.downsampling import FrameRateBridge, block_stacks
 from kd.models.subsampling import (
     RECEPTIVE_FIELD,
     SUBSAMPLING_FACTOR,
@@ -151,6 +152,9 @@ class EncoderState:
 class ConformerEncoder(nn.Module):
     """Conv subsampling x4 + Conformer blocks: (B, T, F) fbank -> (B, T', d_model), T' = ((T-1)//2-1)//2.
 
+    With ``block_downsampling`` some blocks run at a lower frame rate, in stacks bridged to and from the
+    40 ms stream (:mod:`kd.models.downsampling`); the output stays at 40 ms.
+
     Attributes (the model interface): output_dim, subsampling_factor, causal, chunk_size,
     left_context_frames, and streaming_pad_frames: a streaming caller feeds windows of
     ``chunk_size * 4 + streaming_pad_frames`` feature frames with a hop of ``chunk_size * 4`` (the last
@@ -172,6 +176,15 @@ class ConformerEncoder(nn.Module):
         )
         self.input_dropout = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(ConformerBlock(config) for _ in range(config.num_layers))
+        self.stacks = block_stacks(config.block_downsampling, config.num_layers)
+        # One bridge per stack below the 40 ms rate, keyed by the stack's first block.
+        self.bridges = nn.ModuleDict(
+            {
+                str(start): FrameRateBridge(config.d_model, factor)
+                for start, _, factor in self.stacks
+                if factor > 1
+            }
+        )
         self.norm_out = nn.LayerNorm(config.d_model)
 
     @staticmethod
@@ -220,24 +233,44 @@ class ConformerEncoder(nn.Module):
                 f"chunk_size={chunk_size} needs a causal encoder (this one has symmetric convolutions)"
             )
         h = self.input_dropout(self.subsampling(x))
-        b, t, _ = h.shape
-        lens = self.output_lengths(x_lens).clamp(max=t)
-        frames = torch.arange(t, device=x.device)
-        pad_mask = frames[None, :] >= lens[:, None]  # (B, T')
+        lens = self.output_lengths(x_lens).clamp(max=h.size(1))
+        alpha = min(0.1 + 0.9 * warmup, 1.0) if self.training else 1.0
+        for start, end, factor in self.stacks:
+            if factor == 1:
+                h = self._run_blocks(h, lens, start, end, alpha, chunk_size, left_context_frames)
+            else:  # non-causal only (EncoderConfig), so there is no chunking to carry to the low rate
+                bridge = self.bridges[str(start)]
+                low, low_lens = bridge.down(h, lens)
+                h = bridge.up(self._run_blocks(low, low_lens, start, end, alpha, -1, -1), h)
+        return self.norm_out(h), lens
+
+    def _run_blocks(
+        self,
+        h: torch.Tensor,
+        lens: torch.Tensor,
+        start: int,
+        end: int,
+        alpha: float,
+        chunk_size: int,
+        left_context_frames: int,
+    ) -> torch.Tensor:
+        """Blocks ``start .. end - 1`` on (B, T, D) frames with (B,) valid lengths -> (B, T, D)."""
+        t = h.size(1)
+        frames = torch.arange(t, device=h.device)
+        pad_mask = frames[None, :] >= lens[:, None]  # (B, T)
         attn_mask = None
-        chunk_mask = chunk_attention_mask(t, chunk_size, left_context_frames, x.device)
+        chunk_mask = chunk_attention_mask(t, chunk_size, left_context_frames, h.device)
         if chunk_mask is not None or bool(pad_mask.any()):
-            allowed = ~pad_mask[:, None, None, :]  # (B, 1, 1, T')
+            allowed = ~pad_mask[:, None, None, :]  # (B, 1, 1, T)
             if chunk_mask is not None:
                 allowed = allowed & chunk_mask
             # A padding frame may see no valid key at all; letting every frame see itself avoids a
             # softmax over nothing (NaN) that would reach valid frames through masked values.
-            attn_mask = allowed | torch.eye(t, dtype=torch.bool, device=x.device)
-        alpha = min(0.1 + 0.9 * warmup, 1.0) if self.training else 1.0
-        for layer in self.layers:
+            attn_mask = allowed | torch.eye(t, dtype=torch.bool, device=h.device)
+        for layer in self.layers[start:end]:
             out = layer(h, frames, attn_mask, pad_mask)[0]
             h = out if alpha == 1.0 else alpha * out + (1.0 - alpha) * h
-        return self.norm_out(h), lens
+        return h
 
     def get_init_states(self, batch_size: int, device: torch.device | str = "cpu") -> EncoderState:
         """Empty streaming state: no attention history, zero convolution history."""

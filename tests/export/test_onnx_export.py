@@ -52,6 +52,20 @@ def test_encoder_matches_pytorch(tiny, tmp_path: Path, causal: bool) -> None:
     assert (onnx_model.streaming_encoder is not None) == causal
 
 
+def test_encoder_with_low_rate_blocks_matches_pytorch(tiny, tmp_path: Path) -> None:
+    # The frame-rate bridges pad, reshape and repeat by sizes the graph must compute from its input.
+    model = make_model(block_downsampling=(2, 1))
+    export_onnx(model, tiny.bpe_model, tmp_path)
+    x, x_lens = features([83, 50, 31, 37])  # odd and even low-rate lengths, none the traced example's
+    out, out_lens = OnnxTransducer(tmp_path).encode(x.numpy(), x_lens.numpy())
+    with torch.no_grad():
+        ref, ref_lens = model.encoder(x, x_lens)
+        ref = model.joiner.encoder_proj(ref)
+    np.testing.assert_array_equal(out_lens, ref_lens.numpy())
+    for b, n in enumerate(ref_lens.tolist()):
+        assert_close(out[b, :n], ref[b, :n])
+
+
 @pytest.mark.parametrize("left_context_frames", [LEFT_CONTEXT, -1])
 def test_streaming_encoder_matches_streaming_forward(tiny, tmp_path: Path, left_context_frames: int) -> None:
     """Chunk by chunk with explicit states, the ONNX graph gives PyTorch's ``streaming_forward`` outputs and

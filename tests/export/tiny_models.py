@@ -18,12 +18,14 @@ def make_model(
     vocab_size: int = VOCAB_SIZE,
     cascaded: bool = False,
     seed: int = 0,
+    block_downsampling: tuple[int, ...] = (),
 ) -> Transducer:
     """A random tiny transducer in eval mode; the joiner's output layer is scaled so that the searches see
     peaked distributions and emit tokens on some frames and blanks on others.
 
     ``cascaded``: a two-pass model (its first pass causal, whatever ``causal`` says) with a one-block
-    second pass of another width than the first.
+    second pass of another width than the first. ``block_downsampling``: the encoder's per-block frame-rate
+    divisors (two blocks).
     """
     torch.manual_seed(seed)
     causal = causal or cascaded
@@ -42,6 +44,7 @@ def make_model(
             causal=causal,
             chunk_size=CHUNK_SIZE if causal else -1,
             left_context_frames=left_context_frames if causal else -1,
+            block_downsampling=list(block_downsampling),
         ),
         decoder=DecoderConfig(type=decoder, dim=24, context_size=2, embedding_dim=16, dropout=0.0),
         joiner_dim=24,

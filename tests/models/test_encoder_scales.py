@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from kd.bin.encoder_scales import residual_stream_scales
@@ -37,3 +38,9 @@ def _stream(encoder: ConformerEncoder, x: torch.Tensor, x_lens: torch.Tensor) ->
         encoder(x, x_lens)
     handle.remove()
     return captured[0]
+
+
+def test_low_rate_blocks_are_refused(tiny_encoder_config):
+    encoder = ConformerEncoder(tiny_encoder_config(block_downsampling=[1, 2])).eval()
+    with pytest.raises(ValueError, match="block_downsampling=\\[1, 2\\]"):
+        residual_stream_scales(encoder, torch.randn(1, 40, 80), torch.tensor([40]))

@@ -30,6 +30,12 @@ from kd.models import DecoderConfig, EncoderConfig, ModelConfig, build_model, pr
         (dict(num_layers=0), "num_layers=0"),
         (dict(dropout=1.0), "dropout=1.0"),
         (dict(num_features=5), "at least 7 feature bins"),
+        (dict(num_layers=3, block_downsampling=[1, 2]), "2 entries for encoder.num_layers=3"),
+        (dict(num_layers=2, block_downsampling=[1, 0]), "divisors must be integers >= 1"),
+        (
+            dict(num_layers=2, causal=True, chunk_size=4, conv_kernel=4, block_downsampling=[1, 2]),
+            "needs causal: false",
+        ),
     ],
 )
 def test_bad_encoder_values_are_named(fields, message):
