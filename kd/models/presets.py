@@ -18,7 +18,8 @@ SYNTH_DROPOUT = 0.0
 
 
 def synth_teacher() -> ModelConfig:
-    """Synthetic-corpus teacher, ~6 M parameters: small enough to train on 2 CPU cores in minutes."""
+    """Synthetic-corpus teacher, ~6 M parameters: small enough to train on 2 CPU cores in minutes; its middle
+    blocks run at 80 and 160 ms (1.7x shorter epochs on the CPU)."""
     return ModelConfig(
         encoder=EncoderConfig(
             subsampling_channels=64,
@@ -28,6 +29,7 @@ def synth_teacher() -> ModelConfig:
             ffn_dim=768,
             conv_kernel=15,
             dropout=SYNTH_DROPOUT,
+            block_downsampling=[1, 2, 4, 4, 2, 1],
         ),
         decoder=DecoderConfig(type="stateless", dim=256, context_size=2),
         joiner_dim=256,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -21,7 +23,10 @@ def encoder_formula(cfg) -> int:
     mhsa = norm + linear(d, 3 * d) + linear(d, d)
     conv = norm + linear(d, 2 * d) + (d * k + d) + norm + linear(d, d)
     block = 2 * ffn + mhsa + conv
-    return subsampling + cfg.num_layers * block + norm  # one LayerNorm after the last block
+    # A frame-rate bridge per stack of low-rate blocks: a weight per frame it merges, a scale per channel.
+    stacks = [factor for factor, _ in itertools.groupby(cfg.block_downsampling)]
+    bridges = sum(factor + d for factor in stacks if factor > 1)
+    return subsampling + cfg.num_layers * block + bridges + norm  # one LayerNorm after the last block
 
 
 def decoder_formula(cfg: ModelConfig, vocab: int) -> int:
