@@ -19,7 +19,7 @@ SYNTH_DROPOUT = 0.0
 
 def synth_teacher() -> ModelConfig:
     """Synthetic-corpus teacher, ~6 M parameters: small enough to train on 2 CPU cores in minutes; its middle
-    blocks run at 80 and 160 ms (1.7x shorter epochs on the CPU)."""
+    blocks run at 80 and 160 ms (1.6x shorter epochs on the CPU)."""
     return ModelConfig(
         encoder=EncoderConfig(
             subsampling_channels=64,
