@@ -44,7 +44,8 @@ nst_min_hyp_score=-1.0    # stage 10: pseudo-labels below this log-prob per fram
 nst_student=hard          # stage 10: the student row trained in each round (its unlabelled cuts: the pseudo-labels)
 decode_methods="greedy_search modified_beam_search"   # decoding methods
 max_sym_per_frame=0       # tokens per encoder frame at most, in every search (decodes, stage 6's hypotheses; 0: 2 with synth's default letters, else 1)
-avg=1                     # checkpoints averaged for decoding
+teacher_avg=3             # teacher checkpoints averaged (last N epochs) for its decoding, its targets and the first NST round
+avg=0                     # student checkpoints averaged for their decoding and export (0: 2, or 1 with --quick, whose students train 1 epoch)
 device=auto               # auto | cpu | cuda
 force=false               # rerun finished data stages
 exp_dir=""                # experiment directory (default exp/<corpus>; give another one for another --vocab-size or teacher)
@@ -62,7 +63,10 @@ if $quick; then
   [ "$nst_iterations" -gt 0 ] || nst_iterations=1
   # table (c)'s row one_best_lm trains on the LM-fused unlabelled targets
   [ "$targets_lm_scale" != 0 ] || targets_lm_scale=0.3
+  [ "$avg" -gt 0 ] || avg=1
 fi
+# Averaging the last epochs gains 3-6 absolute WER on the synthetic corpus (egs/synth/RESULTS.md).
+[ "$avg" -gt 0 ] || avg=2
 # The main job: the student without KD and one KD student per paper of METHODS.md, (a) to (e); the longest to
 # train first, so that stage 7's side-by-side jobs end close together.
 [ -n "$students" ] || students="cascaded_kd_stored soft_lattice one_best sparse60_collapsed encoder_logits none"
@@ -277,12 +281,12 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && [ -f "$lm_config" ]; then
     --bpe-model "$KD_BPE_MODEL" --exp-dir "$exp/lm" "device=$device"
 fi
 
-# decode EXP_DIR: every decoding method on the test parts, and beam search with the LM when there is one.
+# decode EXP_DIR AVG: every decoding method on the test parts, and beam search with the LM when there is one.
 decode() {
-  python -m kd.bin.decode --exp-dir "$1" --avg "$avg" --methods $decode_methods --device "$device" \
+  python -m kd.bin.decode --exp-dir "$1" --avg "$2" --methods $decode_methods --device "$device" \
     --max-sym-per-frame "$max_sym_per_frame" --cuts $test_cuts
   if [ ${#lm_opts[@]} -gt 0 ] && [ "$lm_scale" != 0 ]; then
-    python -m kd.bin.decode --exp-dir "$1" --avg "$avg" --methods modified_beam_search "${lm_opts[@]}" \
+    python -m kd.bin.decode --exp-dir "$1" --avg "$2" --methods modified_beam_search "${lm_opts[@]}" \
       --lm-scale "$lm_scale" --blank-penalty "$lm_blank_penalty" --max-sym-per-frame "$max_sym_per_frame" \
       --device "$device" --cuts $test_cuts
   fi
@@ -300,7 +304,7 @@ fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   log "stage 5: decode teacher ($decode_methods)"
-  decode "$exp/teacher"
+  decode "$exp/teacher" "$teacher_avg"
   report
 fi
 
@@ -308,7 +312,7 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   log "stage 6: teacher targets ($target_types, top-$topk) -> $targets"
   # Reruns finish unfinished shards only; a finished set is kept.
   for p in $train_part $unlabelled_parts; do
-    python -m kd.bin.generate_targets --exp-dir "$exp/teacher" --avg "$avg" \
+    python -m kd.bin.generate_targets --exp-dir "$exp/teacher" --avg "$teacher_avg" \
       --cuts "$data/fbank/${corpus}_cuts_$p.jsonl.gz" --out-dir "$targets" --types $target_types \
       --topk "$topk" --max-sym-per-frame "$max_sym_per_frame" --nj "$nj" --device "$device"
   done
@@ -321,7 +325,7 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
     # one, so the rows with and without fusion (one_best, one_best_lm) train from one stage 6.
     log "stage 6: LM-fused targets of $unlabelled_parts (LM weight $targets_lm_scale, blank penalty" \
       "$targets_blank_penalty) -> $targets_lm"
-    python -m kd.bin.generate_targets --exp-dir "$exp/teacher" --avg "$avg" \
+    python -m kd.bin.generate_targets --exp-dir "$exp/teacher" --avg "$teacher_avg" \
       --cuts "$data/fbank/${corpus}_cuts_$unlabelled_parts.jsonl.gz" --out-dir "$targets_lm" \
       --types one_best hyp --topk "$topk" --max-sym-per-frame "$max_sym_per_frame" --nj "$nj" --device "$device" \
       "${lm_opts[@]}" \
@@ -404,7 +408,7 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
   for entry in "${student_dirs[@]}"; do
     IFS=: read -r dir _ _ <<< "$entry"
     log "stage 8: decode $dir ($decode_methods)"
-    decode "$dir"
+    decode "$dir" "$avg"
   done
   report
   # Every paper table of the corpus, with the rows not trained yet marked "not run".
@@ -431,12 +435,12 @@ if [ "$stage" -le 10 ] && [ "$stop_stage" -ge 10 ] && [ "$nst_iterations" -gt 0 
   # SpecAugment and dropout) learns from the labelled data plus the previous teacher's confident
   # pseudo-labels, and becomes the next round's teacher.
   [ -n "$unlabelled_parts" ] || { echo "run.sh: stage 10 needs unlabelled audio" >&2; exit 1; }
-  nst_teacher=$exp/teacher
+  nst_teacher=$exp/teacher nst_avg=$teacher_avg
   for i in $(seq 1 "$nst_iterations"); do
     round=$exp/nst_$i
     log "stage 10: Noisy Student round $i: pseudo-labels from $nst_teacher -> $round"
     for p in $train_part $unlabelled_parts; do
-      python -m kd.bin.generate_targets --exp-dir "$nst_teacher" --avg "$avg" \
+      python -m kd.bin.generate_targets --exp-dir "$nst_teacher" --avg "$nst_avg" \
         --cuts "$data/fbank/${corpus}_cuts_$p.jsonl.gz" --out-dir "$round/targets" --types hyp --nj "$nj" \
         --max-sym-per-frame "$max_sym_per_frame" --device "$device"
     done
@@ -444,8 +448,8 @@ if [ "$stage" -le 10 ] && [ "$stop_stage" -ge 10 ] && [ "$nst_iterations" -gt 0 
       KD_UNLABELLED_TARGETS=$round/targets/${corpus}_${unlabelled_parts}_targets.jsonl.gz \
       python -m kd.bin.train --config "$(row_config "$nst_student")" --exp-dir "$round" "${run_overrides[@]}" \
       "kd.min_hyp_score=$nst_min_hyp_score" "kd.max_sym_per_frame=$max_sym_per_frame" data.spec_augment=true
-    decode "$round"
-    nst_teacher=$round
+    decode "$round" "$avg"
+    nst_teacher=$round nst_avg=$avg
   done
   report
 fi

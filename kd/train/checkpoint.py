@@ -137,6 +137,6 @@ def select_for_averaging(exp_dir: Path, epoch: int | None, avg: int) -> list[Pat
     if missing or avg < 1:
         raise CheckpointError(
             f"--epoch {epoch} --avg {avg} needs epochs {wanted} in {exp_dir}; missing {missing}, "
-            f"available {sorted(found)}"
+            f"available {sorted(found)}: average fewer (run.sh: --teacher-avg / --avg) or train more epochs"
         )
     return [found[e] for e in wanted]
