@@ -19,7 +19,7 @@ corpus=synth              # synth | librispeech | kaldi
 size=default              # synthetic corpus size: a preset of kd/data/synth/plan.py (default, test, ...); other than default: data/synth_<size>, exp/synth_<size>
 seed=42                   # seed of the synthetic corpus and of training
 nj=2                      # parallel jobs for data stages
-student_jobs=0            # stage 7: students trained at once, each on nproc / jobs threads, output in <exp dir>/train.log (0: 2 on a CPU with nproc >= 2, else 1)
+student_jobs=0            # stage 7: students trained at once, each on nproc / jobs threads, output in <exp dir>/train.log (0: 2 on a CPU with nproc >= 2 and bash >= 5.1, else 1)
 vocab_size=0              # BPE vocabulary size (0: 32, i.e. letters, for synth; 256 for kaldi; 500 for librispeech)
 librispeech_dir=download/LibriSpeech   # LibriSpeech root (with train-clean-100/ etc.)
 librispeech_parts="train-clean-100 dev-clean dev-other test-clean test-other"   # train part, dev part, test parts
@@ -360,12 +360,17 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
     mkdir -p "$dir"
     exec "${cmd[@]}" "train.num_threads=$2" > "$dir/train.log" 2>&1
   }
+  # wait -n -p (which job ended) is bash 5.1's
+  new_bash=$(( BASH_VERSINFO[0] > 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] >= 1) ))
   if [ "$student_jobs" -eq 0 ]; then
     student_jobs=1
-    if [ "$device" != cuda ] && [ "$(nproc)" -ge 2 ] && \
+    if [ "$new_bash" = 1 ] && [ "$device" != cuda ] && [ "$(nproc)" -ge 2 ] && \
       ! python -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
       student_jobs=2
     fi
+  elif [ "$student_jobs" -gt 1 ] && [ "$new_bash" = 0 ]; then
+    echo "run.sh: --student-jobs $student_jobs needs bash >= 5.1 (this is $BASH_VERSION); use --student-jobs 1" >&2
+    exit 1
   fi
   if [ "$student_jobs" -le 1 ] || [ ${#student_dirs[@]} -le 1 ]; then
     for entry in "${student_dirs[@]}"; do train_student "$entry"; done
@@ -378,26 +383,16 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
     # Background jobs ignore Ctrl-C: without this they would train on, and a rerun would race them.
     trap 'stop_students; exit 130' INT TERM
     trap stop_students EXIT
-    # wait_one: returns once a job has ended, exits if it failed. It polls: a blocking `wait -n` misses a
-    # Ctrl-C that lands just before it blocks, and would then wait for a training job to end.
     wait_one() {
-      local pid dir status
-      while :; do
-        for pid in "${!running[@]}"; do
-          ! kill -0 "$pid" 2>/dev/null || continue
-          dir=${running[$pid]}
-          unset "running[$pid]"
-          status=0
-          wait "$pid" || status=$?
-          if [ "$status" -ne 0 ]; then
-            echo "run.sh: stage 7: training $dir failed (exit $status); the end of its $dir/train.log:" >&2
-            tail -n 20 "$dir/train.log" >&2
-            exit 1
-          fi
-          return
-        done
-        sleep 1
-      done
+      local pid status=0
+      wait -n -p pid "${!running[@]}" || status=$?
+      local dir=${running[$pid]}
+      unset "running[$pid]"
+      if [ "$status" -ne 0 ]; then
+        echo "run.sh: stage 7: training $dir failed (exit $status); the end of its $dir/train.log:" >&2
+        tail -n 20 "$dir/train.log" >&2
+        exit 1
+      fi
     }
     for entry in "${student_dirs[@]}"; do
       [ ${#running[@]} -lt "$student_jobs" ] || wait_one
