@@ -71,6 +71,9 @@ def test_interrupting_run_sh_stops_its_student_jobs(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As from a terminal: bash cannot trap a signal ignored when it starts, and the tests themselves may
+        # run with SIGINT ignored (started in the background by a shell without job control, `cmd &`).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 60
     while not (pids.is_file() and len(pids.read_text().split()) == 2):
