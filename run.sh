@@ -136,6 +136,22 @@ if [ "$corpus" = kaldi ] && [ ! -d "$conf" ]; then conf=egs/synth/conf; fi
 [ -n "$lm_config" ] || lm_config=$conf/lm.yaml
 # row_config ROW: the YAML of a student row (a name in $conf/students/ or a path).
 row_config() { case "$1" in *.yaml|*/*) echo "$1" ;; *) echo "$conf/students/$1.yaml" ;; esac; }
+# row_files ROW: the row's YAML and its `base:` chain (each relative to the file before it, as kd/config.py
+# reads it: without following symlinks).
+row_files() {
+  local f n=0 base
+  f=$(row_config "$1")
+  while [ -n "$f" ] && [ "$n" -lt 32 ]; do  # kd/config.py reports a chain that loops
+    echo "$f"
+    base=$(sed -n 's/^base: *//p' "$f")
+    if [ -n "$base" ]; then f=$(realpath -s -m --relative-to=. "$(dirname "$f")/$base"); else f=""; fi
+    n=$((n + 1))
+  done
+}
+# row_teachers ROW: the rows whose models ROW learns from (kd.teacher: ${KD_EXP}/student_<row>...).
+row_teachers() {
+  cat $(row_files "$1") | grep -o '{KD_EXP}/student_[A-Za-z0-9_]*' | sed 's|.*/student_||' | sort -u || true
+}
 tables_file=$conf/../tables.yaml
 if [ -n "$tables" ]; then
   students=$(python -m kd.bin.report . --tables "$tables_file" --names $tables --rows)
@@ -143,6 +159,19 @@ fi
 if [ "$stage" -le 10 ] && [ "$stop_stage" -ge 7 ]; then
   for r in $students $nst_student; do
     [ -f "$(row_config "$r")" ] || { echo "run.sh: no student row '$r': $(row_config "$r") not found" >&2; exit 1; }
+  done
+  # A row that learns from another row's model trains after it (stage 7 waits for that job).
+  listed=" "
+  for r in $students; do
+    for t in $(row_teachers "$r"); do
+      for later in $students; do
+        if [ "$(basename "$later" .yaml)" = "$t" ] && [[ "$listed" != *" $t "* ]]; then
+          echo "run.sh: row '$r' learns from row '$t' (its kd.teacher): list '$t' before '$r'" >&2
+          exit 1
+        fi
+      done
+    done
+    listed+="$(basename "$r" .yaml) "
   done
 fi
 
@@ -351,6 +380,9 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
     IFS=: read -r dir row s <<< "$1"
     local cmd=(python -m kd.bin.train --config "$(row_config "$row")" --exp-dir "$dir" "train.seed=$s"
       "train.device=$device" "kd.max_sym_per_frame=$max_sym_per_frame")
+    # A row that learns from a teacher row takes the teacher of its own seed (${KD_SEED_SUFFIX:-} in its YAML).
+    export KD_SEED_SUFFIX=""
+    [ -z "$student_seeds" ] || KD_SEED_SUFFIX=_seed$s
     if [ -z "${2:-}" ]; then
       log "stage 7: student $row (seed $s) -> $dir"
       "${cmd[@]}"
@@ -396,6 +428,12 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
     }
     for entry in "${student_dirs[@]}"; do
       [ ${#running[@]} -lt "$student_jobs" ] || wait_one
+      IFS=: read -r _ row s <<< "$entry"
+      for t in $(row_teachers "$row"); do
+        t_dir=$exp/student_$t
+        [ -z "$student_seeds" ] || t_dir+=_seed$s
+        while [[ " ${running[*]} " == *" $t_dir "* ]]; do wait_one; done
+      done
       train_student "$entry" "$threads" &
       running[$!]=${entry%%:*}
     done

@@ -9,7 +9,8 @@ Two conveniences keep families of configs (one per student of a paper table) fre
 - ``${NAME}`` in a string value is the environment variable ``NAME`` (``run.sh`` exports where the teacher and
   its targets are); an unset variable is an error naming it. ``${NAME:?message}`` (the shell's form) also
   refuses an empty value, with ``message``: for data that a row cannot do without, where empty would
-  silently mean "none".
+  silently mean "none". ``${NAME:-default}`` gives ``default`` when the variable is unset or empty: for what
+  ``run.sh`` sets but a command typed by hand need not (a seed's suffix of an experiment dir).
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return {k: plain(v) for k, v in dataclasses.asdict(obj).items()}
 
 
-_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::\?([^}]*))?\}")
+_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([?-])([^}]*))?\}")
 
 
 def _read_tree(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -161,11 +162,13 @@ def _expand_env(value: Any, where: str) -> Any:
         return value
 
     def lookup(match: re.Match) -> str:
-        name, message = match.groups()
+        name, form, word = match.groups()
         value = os.environ.get(name)
-        if message is not None and not value:
+        if form == "-":
+            return value or word
+        if form == "?" and not value:
             state = "not set" if value is None else "empty"
-            hint = message or "set it to a non-empty value or override the key"
+            hint = word or "set it to a non-empty value or override the key"
             raise ConfigError(f"{where}: environment variable {name} is {state}: {hint}")
         if value is None:
             hint = "export it or override the key"

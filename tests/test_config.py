@@ -69,3 +69,17 @@ def test_base_chain_loop_is_an_error(tmp_path):
     (tmp_path / "b.yaml").write_text("base: a.yaml\nflag: true\n")
     with pytest.raises(ConfigError, match="'base' chain loops"):
         load_yaml(Outer, tmp_path / "a.yaml")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(None, "exp/row"), ("", "exp/row"), ("_seed43", "exp/row_seed43")]
+)
+def test_a_variable_with_a_default_may_be_unset_or_empty(tmp_path, monkeypatch, value, expected):
+    if value is None:
+        monkeypatch.delenv("KD_TEST_SUFFIX", raising=False)
+    else:
+        monkeypatch.setenv("KD_TEST_SUFFIX", value)
+    (tmp_path / "row.yaml").write_text('inner: {kind: "exp/row${KD_TEST_SUFFIX:-}"}\n')
+    assert load_yaml(Outer, tmp_path / "row.yaml").inner.kind == expected
+    (tmp_path / "row.yaml").write_text('inner: {kind: "${KD_TEST_SUFFIX:-exp/row}"}\n')
+    assert load_yaml(Outer, tmp_path / "row.yaml").inner.kind == (value or "exp/row")

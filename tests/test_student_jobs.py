@@ -88,3 +88,64 @@ def test_interrupting_run_sh_stops_its_student_jobs(tmp_path: Path) -> None:
     while any(map(running, jobs)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(map(running, jobs)), "a student job outlived run.sh"
+
+
+def test_a_row_trains_after_the_teacher_row_of_its_seed(tmp_path: Path) -> None:
+    """cascaded_kd learns from the cascaded_teacher row's model: its job waits for that row's job of the
+    same seed (not for every job), and its config names that seed's experiment."""
+    recipe = make_recipe(tmp_path)
+    fake_bin, log = tmp_path / "bin", tmp_path / "jobs.log"
+    fake_bin.mkdir()
+    fake = fake_bin / "python"
+    # Each training command logs its start (with the suffix run.sh exports) and end; the teacher of seed 43
+    # trains long enough for every other job to reach the head of the queue meanwhile.
+    fake.write_text(
+        "#!/usr/bin/env bash\n"
+        'if [ "$1 $2" = "-m kd.bin.train" ]; then\n'
+        '  dir=$(sed -n "s/.*--exp-dir \\([^ ]*\\).*/\\1/p" <<< "$*")\n'
+        f'  echo "start $dir $(date +%s.%N) suffix=$KD_SEED_SUFFIX" >> {log}\n'
+        "  case $dir in *cascaded_teacher_seed43) sleep 4 ;; *) sleep 0.2 ;; esac\n"
+        f'  echo "end $dir $(date +%s.%N)" >> {log}\n'
+        "  exit 0\n"
+        "fi\n"
+        f'exec {sys.executable} "$@"\n'
+    )
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}"}
+    rows = "cascaded_teacher cascaded cascaded_kd"
+    args = ["--students", rows, "--seeds", "2", "--student-jobs", "2", "--stage", "7", "--stop-stage", "7"]
+    out = subprocess.run(
+        ["bash", str(recipe / "run.sh"), "--device", "cpu", *args],
+        cwd=recipe,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    events = {}
+    for line in log.read_text().splitlines():
+        kind, path, when, *rest = line.split()
+        events[kind, Path(path).name] = (float(when), *rest)
+    assert (
+        events["start", "student_cascaded_kd_seed43"][0]
+        >= events["end", "student_cascaded_teacher_seed43"][0]
+    )
+    # seed 42's student did not wait for seed 43's teacher
+    assert (
+        events["start", "student_cascaded_kd_seed42"][0] < events["end", "student_cascaded_teacher_seed43"][0]
+    )
+    for seed in (42, 43):
+        assert events["start", f"student_cascaded_kd_seed{seed}"][1] == f"suffix=_seed{seed}"
+
+
+def test_a_row_listed_before_its_teacher_row_is_refused(tmp_path: Path) -> None:
+    recipe = make_recipe(tmp_path)
+    out = run_recipe(
+        recipe, "--students", "cascaded_kd cascaded_teacher", "--stage", "7", "--stop-stage", "7", check=False
+    )
+    assert out.returncode == 1
+    assert (
+        "row 'cascaded_kd' learns from row 'cascaded_teacher' (its kd.teacher): list 'cascaded_teacher'"
+        in (out.stderr)
+    )
+    assert not (recipe / "exp" / "synth" / "student_cascaded_kd").exists()

@@ -46,6 +46,7 @@ import torch
 from torch import Tensor
 
 from kd import losses
+from kd.config import ConfigError
 from kd.data.tokenizer import Tokenizer
 from kd.losses.topk import TopK
 from kd.models import ModelConfig, build_model
@@ -393,6 +394,14 @@ class OnlineTeacher:
         from kd.train.restore import load_trained_model
 
         trained = load_trained_model(config.teacher, config.teacher_epoch or None, config.teacher_avg, device)
+        last = int(trained.checkpoints[-1].stem.split("-")[1])
+        if not config.teacher_epoch and last < trained.config.train.num_epochs:
+            # A teacher row trained in the same run.sh stage may still be training (or have been stopped).
+            raise ConfigError(
+                f"kd.teacher {config.teacher} has trained {last} of its {trained.config.train.num_epochs} "
+                "epochs: finish its training first (rerun it to resume), or set kd.teacher_epoch to the "
+                "epoch to learn from"
+            )
         if trained.tokenizer.vocab_size != tokenizer.vocab_size:
             raise ValueError(
                 f"kd.teacher {config.teacher} has a {trained.tokenizer.vocab_size}-token vocabulary, the "

@@ -52,13 +52,17 @@ def tiny_teacher(vocab_size: int, seed: int) -> torch.nn.Module:
 
 
 def save_teacher(exp_dir: Path, bpe_model: Path, seed: int, epoch: int = 1) -> Path:
-    """A randomly initialised tiny transducer as ``exp_dir/{config.yaml, epoch-<epoch>.pt}``."""
+    """A randomly initialised tiny transducer as ``exp_dir/{config.yaml, epoch-<epoch>.pt}``: a finished
+    training of ``epoch`` epochs."""
     from kd.config import from_dict, save_yaml
     from kd.data.tokenizer import Tokenizer
     from kd.train.checkpoint import save_checkpoint
     from kd.train.config import TrainConfig
 
-    config = from_dict(TrainConfig, {"model": TINY_MODEL, "paths": {"bpe_model": str(bpe_model)}})
+    config = from_dict(
+        TrainConfig,
+        {"model": TINY_MODEL, "paths": {"bpe_model": str(bpe_model)}, "train": {"num_epochs": epoch}},
+    )
     model = tiny_teacher(Tokenizer(bpe_model).vocab_size, seed)
     save_yaml(config, exp_dir / "config.yaml")
     save_checkpoint(exp_dir / f"epoch-{epoch}.pt", {"model": model.state_dict(), "global_step": epoch})

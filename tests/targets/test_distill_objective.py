@@ -10,6 +10,7 @@ import torch
 import yaml
 from lhotse import CutSet
 
+from kd.config import ConfigError
 from kd.data.datamodule import AsrDataModule, DataConfig
 from kd.data.tokenizer import Tokenizer
 from kd.targets import TargetLoader
@@ -18,7 +19,7 @@ from kd.train.distill import DistillObjective, KdConfig, OnlineTeacher, training
 from kd.train.objective import LossConfig
 from kd.train.restore import load_trained_model
 
-from .conftest import TINY_MODEL, tiny_teacher
+from .conftest import TINY_MODEL, save_teacher, tiny_teacher
 
 KL_METHODS = ("collapsed", "soft_lattice", "encoder_logits")
 METHODS = (*KL_METHODS, "one_best", "hard")
@@ -57,6 +58,21 @@ def test_stored_and_online_targets_give_the_same_loss(generated, corpus, teacher
         for name in a.terms:
             assert a.terms[name] == pytest.approx(b.terms[name], rel=1e-5, abs=1e-6), (name, batch["cut_ids"])
         torch.testing.assert_close(a.total, b.total)
+
+
+def test_an_online_teacher_that_has_not_finished_training_is_refused(corpus, tmp_path):
+    """run.sh trains a teacher row and its students in one stage: a student must not learn from a teacher
+    that is still training (or was stopped) unless it names the epoch."""
+    teacher = save_teacher(tmp_path / "teacher", corpus.bpe_model, seed=1, epoch=1)
+    config = yaml.safe_load((teacher / "config.yaml").read_text())
+    config["train"]["num_epochs"] = 3
+    (teacher / "config.yaml").write_text(yaml.safe_dump(config))
+    tokenizer = Tokenizer(corpus.bpe_model)
+    kd = KdConfig(method="soft_lattice", source="online", teacher=str(teacher))
+    with pytest.raises(ConfigError, match=r"has trained 1 of its 3 epochs: finish its training first"):
+        OnlineTeacher(kd, LossConfig(), tokenizer, torch.device("cpu"))
+    kd.teacher_epoch = 1
+    assert not OnlineTeacher(kd, LossConfig(), tokenizer, torch.device("cpu")).teacher.training
 
 
 @pytest.mark.parametrize("method", KL_METHODS)

@@ -90,8 +90,11 @@ def _changed(before: dict[str, torch.Tensor], module: torch.nn.Module) -> dict[s
 
 
 def _save_experiment(exp_dir, bpe_model, model_config: dict, seed: int) -> torch.nn.Module:
-    """A randomly initialised transducer saved as the trainer saves a finished epoch 1."""
-    config = from_dict(TrainConfig, {"model": model_config, "paths": {"bpe_model": str(bpe_model)}})
+    """A randomly initialised transducer saved as the trainer saves the last epoch of a 1-epoch training."""
+    config = from_dict(
+        TrainConfig,
+        {"model": model_config, "paths": {"bpe_model": str(bpe_model)}, "train": {"num_epochs": 1}},
+    )
     torch.manual_seed(seed)
     model = build_model(config.model, Tokenizer(bpe_model).vocab_size)
     save_yaml(config, exp_dir / "config.yaml")
