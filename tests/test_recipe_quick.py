@@ -1,5 +1,6 @@
 """``./run.sh --quick true`` end to end: every stage (0-10) on the test-size synthetic corpus with the toy
-models of egs/synth/quick/, the rows of all five paper tables, and one Noisy Student round.
+models of egs/synth/quick/, the rows of all five paper tables, and one Noisy Student round; then stage 7
+of table (e) over two seeds.
 
 It runs in a recipe directory of its own (see test_recipe_corpora), with the TTS engines that the synthetic
 corpus needs (espeak-ng at least; tools/install.sh installs them).
@@ -72,3 +73,12 @@ def test_quick_profile_runs_every_stage_and_table(tmp_path: Path) -> None:
     assert (nst / "targets" / "synth_unlabelled_targets.jsonl.gz").is_file()
     assert (nst / "wer-test-greedy_search.json").is_file()
     assert not (exp / "nst_2").exists()
+
+    # Over seeds, each seed's cascaded_kd learns from the cascaded teacher of its own seed, trained first.
+    seeds = ("--tables", "e", "--seeds", 2, "--student-jobs", 2, "--stage", 7, "--stop-stage", 7)
+    run_recipe(recipe, "--quick", "true", *seeds)
+    for seed in (42, 43):
+        student = exp / f"student_cascaded_kd_seed{seed}"
+        teacher = yaml.safe_load((student / "config.yaml").read_text())["kd"]["teacher"]
+        assert teacher == f"exp/synth_quick/student_cascaded_teacher_seed{seed}"
+        assert (student / "epoch-1.pt").is_file()
