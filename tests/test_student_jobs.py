@@ -50,19 +50,26 @@ def running(pid: int) -> bool:
     return state != "Z"
 
 
-def test_interrupting_run_sh_stops_its_student_jobs(tmp_path: Path) -> None:
-    recipe = make_recipe(tmp_path)
-    # A python that turns each training command into a long sleep, recording its pid.
-    fake_bin, pids = tmp_path / "bin", tmp_path / "pids"
+def fake_training(tmp_path: Path, training: str) -> dict[str, str]:
+    """An environment whose ``python`` runs the bash lines ``training`` instead of each training command
+    (``python -m kd.bin.train ...``, its arguments in ``$*``) and the tests' Python for anything else."""
+    fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
     fake = fake_bin / "python"
     fake.write_text(
         "#!/usr/bin/env bash\n"
-        f'if [ "$1 $2" = "-m kd.bin.train" ]; then echo $$ >> {pids}; exec sleep 300; fi\n'
+        f'if [ "$1 $2" = "-m kd.bin.train" ]; then\n{training}fi\n'
         f'exec {sys.executable} "$@"\n'
     )
     fake.chmod(0o755)
-    env = {**os.environ, "PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    return {**os.environ, "PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}"}
+
+
+def test_interrupting_run_sh_stops_its_student_jobs(tmp_path: Path) -> None:
+    recipe = make_recipe(tmp_path)
+    # Each training command becomes a long sleep, recording its pid.
+    pids = tmp_path / "pids"
+    env = {**fake_training(tmp_path, f"echo $$ >> {pids}; exec sleep 300\n"), "OMP_NUM_THREADS": "1"}
     args = ["--students", "none encoder_logits", "--student-jobs", "2", "--stage", "7", "--stop-stage", "7"]
     proc = subprocess.Popen(
         ["bash", str(recipe / "run.sh"), "--device", "cpu", *args],
@@ -94,24 +101,17 @@ def test_a_row_trains_after_the_teacher_row_of_its_seed(tmp_path: Path) -> None:
     """cascaded_kd learns from the cascaded_teacher row's model: its job waits for that row's job of the
     same seed (not for every job), and its config names that seed's experiment."""
     recipe = make_recipe(tmp_path)
-    fake_bin, log = tmp_path / "bin", tmp_path / "jobs.log"
-    fake_bin.mkdir()
-    fake = fake_bin / "python"
+    log = tmp_path / "jobs.log"
     # Each training command logs its start (with the suffix run.sh exports) and end; the teacher of seed 43
     # trains long enough for every other job to reach the head of the queue meanwhile.
-    fake.write_text(
-        "#!/usr/bin/env bash\n"
-        'if [ "$1 $2" = "-m kd.bin.train" ]; then\n'
+    env = fake_training(
+        tmp_path,
         '  dir=$(sed -n "s/.*--exp-dir \\([^ ]*\\).*/\\1/p" <<< "$*")\n'
         f'  echo "start $dir $(date +%s.%N) suffix=$KD_SEED_SUFFIX" >> {log}\n'
         "  case $dir in *cascaded_teacher_seed43) sleep 4 ;; *) sleep 0.2 ;; esac\n"
         f'  echo "end $dir $(date +%s.%N)" >> {log}\n'
-        "  exit 0\n"
-        "fi\n"
-        f'exec {sys.executable} "$@"\n'
+        "  exit 0\n",
     )
-    fake.chmod(0o755)
-    env = {**os.environ, "PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}"}
     rows = "cascaded_teacher cascaded cascaded_kd"
     args = ["--students", rows, "--seeds", "2", "--student-jobs", "2", "--stage", "7", "--stop-stage", "7"]
     out = subprocess.run(
