@@ -172,8 +172,9 @@ class Transducer(nn.Module):
         """
         if self.ctc_output is None:
             raise RuntimeError("this model has no CTC head: build it with model.ctc_head: true")
+        logits = self.ctc_output(encoder_out)
         with torch.autocast(device_type=encoder_out.device.type, enabled=False):
-            log_probs = self.ctc_output(encoder_out).float().log_softmax(dim=-1)
+            log_probs = logits.float().log_softmax(dim=-1)
             return F.ctc_loss(
                 log_probs.transpose(0, 1),
                 symbols,
@@ -219,11 +220,13 @@ class Transducer(nn.Module):
         boundary = torch.zeros(encoder_out.size(0), 4, dtype=torch.int64, device=device)
         boundary[:, 2] = y_lens
         boundary[:, 3] = encoder_out_lens
+        lm = self.simple_lm_proj(decoder_out)
+        am = self.simple_am_proj(encoder_out)
         # The lattice recursions run in float32 even under autocast: their log-sum-exps lose too much in bf16.
         with torch.autocast(device_type=device.type, enabled=False):
             simple_loss, (px_grad, py_grad) = losses.rnnt_loss_smoothed(
-                lm=self.simple_lm_proj(decoder_out).float(),
-                am=self.simple_am_proj(encoder_out).float(),
+                lm=lm.float(),
+                am=am.float(),
                 symbols=symbols,
                 termination_symbol=self.blank_id,
                 lm_only_scale=lm_scale,

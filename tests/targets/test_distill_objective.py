@@ -206,3 +206,33 @@ def test_a_cascaded_student_distils_both_passes(generated, corpus):
     loss.total.backward()
     for part in (student.encoder.first_pass, student.encoder.second_pass):
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters())
+
+
+@pytest.mark.parametrize("method", ("none", *METHODS))
+def test_every_objective_trains_under_bfloat16_autocast(generated, corpus, method):
+    """The trainer's AMP (bfloat16 autocast, on CUDA and on CPUs with native bfloat16) runs the encoder,
+    decoder and joiner in bfloat16 and every loss in float32: each term stays within bfloat16's rounding
+    of the float32 one, and the gradients are float32 and finite."""
+    from kd.config import from_dict
+    from kd.models import build_model
+    from kd.models.config import ModelConfig
+
+    tokenizer = Tokenizer(corpus.bpe_model)
+    torch.manual_seed(7)
+    student = build_model(from_dict(ModelConfig, {**TINY_MODEL, "ctc_head": True}), tokenizer.vocab_size)
+    kd = KdConfig(method=method, topk=generated.manifest.config.topk, unlabelled_rnnt=True)
+    loss = _loss_config(generated)
+    loss.ctc_scale = 0.3
+    objective = DistillObjective(loss, kd, tokenizer)
+    batch = next(b for b in _batches(generated, corpus, kd) if b["texts"][0])
+    exact = objective(student, batch, step=10)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = objective(student, batch, step=10)
+    assert mixed.total.dtype == torch.float32
+    assert mixed.terms.keys() == exact.terms.keys() and "ctc" in mixed.terms
+    for name in exact.terms:
+        assert mixed.terms[name] == pytest.approx(exact.terms[name], rel=0.05, abs=0.05), name
+    mixed.total.backward()
+    for name, p in student.named_parameters():
+        if p.grad is not None:
+            assert p.grad.dtype == torch.float32 and bool(torch.isfinite(p.grad).all()), name
