@@ -30,7 +30,7 @@ class LoopConfig:
     num_epochs: int = 10
     seed: int = 42
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # bfloat16 autocast on CUDA (ignored on CPU)
+    amp: bool = True  # bfloat16 autocast on CUDA and on CPUs with native bfloat16 (AVX512-BF16, AMX)
     log_interval: int = 20  # batches between tensorboard/log lines
     save_every_n: int = 200  # batches between mid-epoch checkpoints (0: end of epoch only)
     keep_last_k: int = 2  # mid-epoch checkpoints kept

@@ -42,6 +42,7 @@ from kd.train.distill import build_objective, build_training_model, training_cut
 from kd.train.distributed import DistInfo, all_reduce_sum, cleanup_distributed, setup_distributed
 from kd.train.objective import BatchLoss, Objective, TransducerObjective
 from kd.train.optim import build_optimizer
+from kd.train.precision import autocast, uses_bfloat16
 from kd.train.sparsity import Pruner
 
 ObjectiveFactory = Callable[[TrainConfig, Tokenizer], Objective]
@@ -147,6 +148,8 @@ class Trainer:
         self.writer = SummaryWriter(str(self.exp_dir / "tensorboard"))
         counts = count_parameters(self.model)
         logging.info("model parameters: %s", ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+        amp = uses_bfloat16(self.device, self.config.train.amp)
+        logging.info("precision: %s", "bfloat16 autocast (train.amp)" if amp else "float32")
 
     def _resume(self) -> None:
         path = latest_checkpoint(self.exp_dir)
@@ -241,9 +244,7 @@ class Trainer:
             logging.warning("%d batches were skipped for a non-finite loss", self.skipped_batches)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.device.type == "cuda" and self.config.train.amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast(self.device, self.config.train.amp)
 
     def _loss_is_finite(self, loss: BatchLoss) -> bool:
         finite = torch.tensor([float(math.isfinite(loss.total.item()))], device=self.device)
