@@ -25,6 +25,20 @@ KL_METHODS = ("collapsed", "soft_lattice", "encoder_logits")
 METHODS = (*KL_METHODS, "one_best", "hard")
 
 
+# TINY_MODEL's keys that make it a cascaded (causal first pass + non-causal second pass) transducer.
+_CASCADED = {
+    "encoder": {**TINY_MODEL["encoder"], "causal": True, "chunk_size": 4, "left_context_frames": 8},
+    "second_pass": {
+        "num_layers": 1,
+        "d_model": 16,
+        "num_heads": 2,
+        "ffn_dim": 32,
+        "conv_kernel": 3,
+        "dropout": 0.0,
+    },
+}
+
+
 def _loss_config(generated) -> LossConfig:
     cfg = generated.manifest.config
     return LossConfig(prune_range=cfg.prune_range, lm_scale=cfg.lm_scale, am_scale=cfg.am_scale, warm_step=1)
@@ -171,20 +185,8 @@ def test_a_cascaded_student_distils_both_passes(generated, corpus):
     from kd.models.config import ModelConfig
 
     tokenizer = Tokenizer(corpus.bpe_model)
-    config = {
-        **TINY_MODEL,
-        "encoder": {**TINY_MODEL["encoder"], "causal": True, "chunk_size": 4, "left_context_frames": 8},
-        "second_pass": {
-            "num_layers": 1,
-            "d_model": 16,
-            "num_heads": 2,
-            "ffn_dim": 32,
-            "conv_kernel": 3,
-            "dropout": 0.0,
-        },
-    }
     torch.manual_seed(3)
-    student = build_model(from_dict(ModelConfig, config), tokenizer.vocab_size)
+    student = build_model(from_dict(ModelConfig, {**TINY_MODEL, **_CASCADED}), tokenizer.vocab_size)
     kd = KdConfig(method="soft_lattice")
     objective = DistillObjective(_loss_config(generated), kd, tokenizer)
     batch = next(b for b in _batches(generated, corpus, kd) if b["texts"][0])
@@ -208,8 +210,9 @@ def test_a_cascaded_student_distils_both_passes(generated, corpus):
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters())
 
 
+@pytest.mark.parametrize("cascaded", (False, True), ids=("one_pass", "cascaded"))
 @pytest.mark.parametrize("method", ("none", *METHODS))
-def test_every_objective_trains_under_bfloat16_autocast(generated, corpus, method):
+def test_every_objective_trains_under_bfloat16_autocast(generated, corpus, method, cascaded):
     """The trainer's AMP (bfloat16 autocast, on CUDA and on CPUs with native bfloat16) runs the encoder,
     decoder and joiner in bfloat16 and every loss in float32: each term stays within bfloat16's rounding
     of the float32 one, and the gradients are float32 and finite."""
@@ -218,8 +221,11 @@ def test_every_objective_trains_under_bfloat16_autocast(generated, corpus, metho
     from kd.models.config import ModelConfig
 
     tokenizer = Tokenizer(corpus.bpe_model)
+    config = {**TINY_MODEL, "ctc_head": True}
+    if cascaded:
+        config.update(_CASCADED)
     torch.manual_seed(7)
-    student = build_model(from_dict(ModelConfig, {**TINY_MODEL, "ctc_head": True}), tokenizer.vocab_size)
+    student = build_model(from_dict(ModelConfig, config), tokenizer.vocab_size)
     kd = KdConfig(method=method, topk=generated.manifest.config.topk, unlabelled_rnnt=True)
     loss = _loss_config(generated)
     loss.ctc_scale = 0.3

@@ -122,6 +122,21 @@ def test_colearning_updates_both_models(tokenizer, batch):
     assert all(changed[k] for k in changed if k.startswith("student.")), changed
 
 
+@pytest.mark.parametrize("shared_decoder", [False, True])
+def test_colearning_under_bfloat16_autocast_matches_float32(tokenizer, batch, shared_decoder):
+    """The trainer's AMP: both models in bfloat16, their losses and the KL in float32."""
+    model = _colearner(shared_decoder)
+    objective = CoLearnObjective(LOSS, _colearn_kd(shared_decoder), tokenizer)
+    exact = objective(model, batch, step=10)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = objective(model, batch, step=10)
+    assert mixed.total.dtype == torch.float32
+    for name in exact.terms:
+        assert mixed.terms[name] == pytest.approx(exact.terms[name], rel=0.05, abs=0.05), name
+    mixed.total.backward()
+    assert all(bool(torch.isfinite(p.grad).all()) for p in model.parameters() if p.grad is not None)
+
+
 def test_a_static_teacher_never_changes(tiny, tokenizer, batch, tmp_path):
     teacher_dir = tmp_path / "teacher"
     _save_experiment(teacher_dir, tiny.bpe_model, TEACHER, seed=1)
