@@ -8,7 +8,8 @@ from pathlib import Path
 class TrainingStep:
     """Forward, the transducer losses (simple + pruned, and CTC where the config has it), backward and an
     AdamW step of the model of ``exp_dir`` (its config.yaml with ``overrides`` applied, and its newest
-    checkpoint; random weights if none or if not ``load_weights``)."""
+    checkpoint; random weights if none or if not ``load_weights``), on the CPU with the trainer's precision
+    (``train.amp``: bfloat16 autocast on a CPU with native bfloat16)."""
 
     def __init__(
         self,
@@ -27,6 +28,7 @@ class TrainingStep:
         from kd.train.config import TrainConfig
         from kd.train.objective import TransducerObjective
         from kd.train.optim import build_optimizer
+        from kd.train.precision import uses_bfloat16
 
         torch.manual_seed(seed)
         config = load_yaml(TrainConfig, Path(exp_dir) / "config.yaml", overrides)
@@ -38,6 +40,7 @@ class TrainingStep:
         self.optimizer, _ = build_optimizer(self.model, config.optim)
         self.objective = TransducerObjective(config.loss, tokenizer)
         self.data = AsrDataModule(config.data)
+        self.bfloat16 = uses_bfloat16(torch.device("cpu"), config.train.amp)
 
     def batches(self, cuts_path: str | Path, count: int) -> list[dict]:
         """The first ``count`` batches of ``cuts_path`` at the config's max_duration, in manifest order."""
@@ -52,7 +55,10 @@ class TrainingStep:
 
     def __call__(self, batch: dict) -> int:
         """One step on ``batch``; returns its encoder frames."""
-        loss = self.objective(self.model, batch, 10**6)  # a step count past every warm-up ramp
+        import torch
+
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bfloat16):
+            loss = self.objective(self.model, batch, 10**6)  # a step count past every warm-up ramp
         (loss.total / loss.num_frames).backward()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
