@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 
@@ -28,7 +29,7 @@ class TrainingStep:
         from kd.train.config import TrainConfig
         from kd.train.objective import TransducerObjective
         from kd.train.optim import build_optimizer
-        from kd.train.precision import uses_bfloat16
+        from kd.train.precision import autocast
 
         torch.manual_seed(seed)
         config = load_yaml(TrainConfig, Path(exp_dir) / "config.yaml", overrides)
@@ -40,7 +41,7 @@ class TrainingStep:
         self.optimizer, _ = build_optimizer(self.model, config.optim)
         self.objective = TransducerObjective(config.loss, tokenizer)
         self.data = AsrDataModule(config.data)
-        self.bfloat16 = uses_bfloat16(torch.device("cpu"), config.train.amp)
+        self.precision = partial(autocast, torch.device("cpu"), config.train.amp)
 
     def batches(self, cuts_path: str | Path, count: int) -> list[dict]:
         """The first ``count`` batches of ``cuts_path`` at the config's max_duration, in manifest order."""
@@ -55,9 +56,7 @@ class TrainingStep:
 
     def __call__(self, batch: dict) -> int:
         """One step on ``batch``; returns its encoder frames."""
-        import torch
-
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bfloat16):
+        with self.precision():
             loss = self.objective(self.model, batch, 10**6)  # a step count past every warm-up ramp
         (loss.total / loss.num_frames).backward()
         self.optimizer.step()

@@ -28,14 +28,8 @@ METHODS = (*KL_METHODS, "one_best", "hard")
 # TINY_MODEL's keys that make it a cascaded (causal first pass + non-causal second pass) transducer.
 _CASCADED = {
     "encoder": {**TINY_MODEL["encoder"], "causal": True, "chunk_size": 4, "left_context_frames": 8},
-    "second_pass": {
-        "num_layers": 1,
-        "d_model": 16,
-        "num_heads": 2,
-        "ffn_dim": 32,
-        "conv_kernel": 3,
-        "dropout": 0.0,
-    },
+    # the second pass is a stack of the same tiny blocks, without a front-end of its own
+    "second_pass": {k: v for k, v in TINY_MODEL["encoder"].items() if k != "subsampling_channels"},
 }
 
 
