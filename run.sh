@@ -19,6 +19,7 @@ corpus=synth              # synth | librispeech | kaldi
 size=default              # synthetic corpus size: a preset of kd/data/synth/plan.py (default, test, ...); other than default: data/synth_<size>, exp/synth_<size>
 seed=42                   # seed of the synthetic corpus and of training
 nj=2                      # parallel jobs for data stages
+speed_perturb="0.9 1.1"   # stage 2: speed factors of the stored copies of the train part that the teacher trains on beside it ("": none)
 student_jobs=0            # stage 7: students trained at once, each on nproc / jobs threads, output in <exp dir>/train.log (0: 2 on a CPU with nproc >= 2 and bash >= 5.1, else 1)
 vocab_size=0              # BPE vocabulary size (0: 32, i.e. letters, for synth; 256 for kaldi; 500 for librispeech)
 librispeech_dir=download/LibriSpeech   # LibriSpeech root (with train-clean-100/ etc.)
@@ -261,6 +262,17 @@ if run_stage 2 fbank; then
   [ "$source_unlabelled_parts" = "$unlabelled_parts" ] || join_cuts "$unlabelled_parts" $source_unlabelled_parts
   mark_done fbank
 fi
+# The teacher trains on the train part and its speed-perturbed copies; the students, whose targets the teacher
+# makes per cut, on the part alone.
+teacher_train_cuts=$data/fbank/${corpus}_cuts_${train_part}.jsonl.gz
+if [ -n "$speed_perturb" ]; then
+  teacher_train_cuts=$data/fbank/${corpus}_cuts_${train_part}_sp.jsonl.gz
+  if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+    log "stage 2: speed perturbation $speed_perturb of $train_part"
+    python -m kd.bin.perturb_speed --fbank-dir "$data/fbank" --prefix "$corpus" --part "$train_part" \
+      --factors $speed_perturb --nj "$nj" "${force_opt[@]}"
+  fi
+fi
 
 if run_stage 3 "bpe_$vocab_size"; then
   python -m kd.bin.train_bpe --cuts "$data/fbank/${corpus}_cuts_${train_part}.jsonl.gz" \
@@ -328,7 +340,7 @@ report() { python -m kd.bin.report "$exp" --out "$exp/results.md" --plot "$exp/w
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   log "stage 4: train teacher ($teacher_config -> $exp/teacher)"
   python -m kd.bin.train --config "$teacher_config" --exp-dir "$exp/teacher" "${run_overrides[@]}" \
-    "paths.train_cuts=$KD_TRAIN_CUTS" "paths.valid_cuts=$KD_VALID_CUTS" "paths.bpe_model=$KD_BPE_MODEL"
+    "paths.train_cuts=$teacher_train_cuts" "paths.valid_cuts=$KD_VALID_CUTS" "paths.bpe_model=$KD_BPE_MODEL"
 fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then

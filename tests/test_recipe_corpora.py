@@ -128,7 +128,10 @@ def test_librispeech_960h_with_unlabelled_parts_to_teacher(tmp_path: Path) -> No
     teacher = recipe / "exp" / "librispeech" / "teacher"
     assert (teacher / "epoch-1.pt").is_file()
     paths = yaml.safe_load((teacher / "config.yaml").read_text())["paths"]
-    assert paths["train_cuts"] == "data/librispeech/fbank/librispeech_cuts_train-960.jsonl.gz"
+    # The teacher trains on train-960 and its copies at speeds 0.9 and 1.1 (run.sh --speed-perturb).
+    assert paths["train_cuts"] == "data/librispeech/fbank/librispeech_cuts_train-960_sp.jsonl.gz"
+    perturbed = CutSet.from_file(cuts_path(data / "fbank", "librispeech", "train-960_sp"))
+    assert list(perturbed.ids) == [*train.ids, *(f"{i}_sp{f}" for f in (0.9, 1.1) for i in train.ids)]
     assert paths["valid_cuts"] == "data/librispeech/fbank/librispeech_cuts_dev-clean.jsonl.gz"
 
 
@@ -186,6 +189,12 @@ def test_kaldi_dirs_at_8khz_to_decoded_teacher(tmp_path: Path, monkeypatch: pyte
             assert cut.load_features().shape == (round(cut.duration / FRAME_SHIFT), NUM_MEL_BINS)
     bpe = data / f"lang_bpe_{VOCAB_SIZE}" / "bpe.model"
     assert Tokenizer(bpe).vocab_size == VOCAB_SIZE
+    # The teacher's speed-perturbed copies are cut from the resampled audio, so they are at 16 kHz too.
+    perturbed = CutSet.from_file(cuts_path(data / "fbank", "kaldi", "train_sp")).to_eager()
+    assert len(perturbed) == 3 * 8
+    for cut in perturbed.filter(lambda c: "_sp" in c.id):
+        assert cut.load_features().shape == (cut.num_frames, NUM_MEL_BINS)
+        assert cut.recording.sampling_rate == SAMPLING_RATE
     teacher = recipe / "exp" / "kaldi" / "teacher"
     assert (teacher / "epoch-1.pt").is_file()
     for part in ("dev", "test"):

@@ -45,7 +45,8 @@ class DataConfig:
             frames against frame-aligned teacher targets used in distillation.
         num_workers: dataloader worker processes (0: load in the training process).
         speed_perturb: add copies of the training cuts at speeds 0.9 and 1.1 (Kaldi-style, tripling an
-            epoch). The perturbed audio has no stored features, so this needs ``on_the_fly_feats``.
+            epoch) in the dataloader. The perturbed audio has no stored features, so this needs
+            ``on_the_fly_feats``; ``kd.bin.perturb_speed`` stores such copies instead (run.sh's teacher).
     """
 
     max_duration: float = 200.0

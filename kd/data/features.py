@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 SAMPLING_RATE = 16000
 NUM_MEL_BINS = 80
 FRAME_SHIFT = 0.01
-_CHUNKS_PER_JOB = 8  # chunks per worker: enough for a smooth progress bar, few enough archive files
+CHUNKS_PER_JOB = 8  # chunks per worker: enough for a smooth progress bar, few enough archive files
 
 ExtractorKind = Literal["auto", "lhotse", "kaldifeat"]
 
@@ -81,7 +81,7 @@ def extract_features(
     extractor: FeatureExtractor,
     storage_dir: Path,
     executor: Executor | None = None,
-    num_chunks: int = _CHUNKS_PER_JOB,
+    num_chunks: int = CHUNKS_PER_JOB,
     desc: str = "fbank",
 ) -> CutSet:
     """Computes and stores features of ``cuts``, keeping their order.
@@ -168,7 +168,7 @@ def compute_fbank(
                 fbank,
                 storage,
                 executor,
-                max(1, num_jobs) * _CHUNKS_PER_JOB,
+                max(1, num_jobs) * CHUNKS_PER_JOB,
                 desc=f"fbank {prefix} {part}",
             )
             with atomic_path(out) as tmp:
