@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from kd.data.cli import run_main
+from kd.data.cli import add_fbank_options, run_main
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -24,14 +24,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--factors", nargs="+", type=float, default=[0.9, 1.1], help="speed factors of the copies"
     )
-    parser.add_argument("--nj", type=int, default=1, help="parallel worker processes")
-    parser.add_argument(
-        "--extractor",
-        choices=["auto", "lhotse", "kaldifeat"],
-        default="auto",
-        help="fbank implementation (auto: kaldifeat when importable, else lhotse's)",
-    )
-    parser.add_argument("--force", action="store_true", help="recompute an existing output")
+    add_fbank_options(parser, force_help="recompute an existing output")
     return parser
 
 
