@@ -20,7 +20,7 @@ size=default              # synthetic corpus size: a preset of kd/data/synth/pla
 seed=42                   # seed of the synthetic corpus and of training
 nj=2                      # parallel jobs for data stages
 speed_perturb="0.9 1.1"   # stage 2: speed factors of the stored copies of the train part that the teacher trains on beside it ("": none)
-student_jobs=0            # stage 7: students trained at once, each on nproc / jobs threads, output in <exp dir>/train.log (0: 2 on a CPU with nproc >= 2 and bash >= 5.1, else 1)
+student_jobs=0            # stages 7-8: students trained (decoded) at once, each on nproc / jobs threads, output in <exp dir>/train.log (decode.log) (0: 2 on a CPU with nproc >= 2 and bash >= 5.1, else 1)
 vocab_size=0              # BPE vocabulary size (0: 32, i.e. letters, for synth; 256 for kaldi; 500 for librispeech)
 librispeech_dir=download/LibriSpeech   # LibriSpeech root (with train-clean-100/ etc.)
 librispeech_parts="train-clean-100 dev-clean dev-other test-clean test-other"   # train part, dev part, test parts
@@ -322,14 +322,15 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && [ -f "$lm_config" ]; then
     --bpe-model "$KD_BPE_MODEL" --exp-dir "$exp/lm" "device=$device"
 fi
 
-# decode EXP_DIR AVG: every decoding method on the test parts, and beam search with the LM when there is one.
+# decode EXP_DIR AVG [THREADS]: every decoding method on the test parts, and beam search with the LM when there is
+# one (on THREADS torch threads; default: torch's).
 decode() {
   python -m kd.bin.decode --exp-dir "$1" --avg "$2" --methods $decode_methods --device "$device" \
-    --max-sym-per-frame "$max_sym_per_frame" --cuts $test_cuts
+    --max-sym-per-frame "$max_sym_per_frame" --num-threads "${3:-0}" --cuts $test_cuts
   if [ ${#lm_opts[@]} -gt 0 ] && [ "$lm_scale" != 0 ]; then
     python -m kd.bin.decode --exp-dir "$1" --avg "$2" --methods modified_beam_search "${lm_opts[@]}" \
       --lm-scale "$lm_scale" --blank-penalty "$lm_blank_penalty" --max-sym-per-frame "$max_sym_per_frame" \
-      --device "$device" --cuts $test_cuts
+      --device "$device" --num-threads "${3:-0}" --cuts $test_cuts
   fi
 }
 # The greedy decode the tables show and stage 9 picks the best student by (kd.bin.decode's result tag).
@@ -384,6 +385,58 @@ for r in $students; do
   for s in $student_seeds; do student_dirs+=("$exp/student_${name}_seed$s:$r:$s"); done
 done
 
+# Stages 7 and 8 run one job per student row and seed. On a CPU --student-jobs of them run side by side, each
+# on nproc / jobs threads with its output in a log in its experiment dir: small models use two cores poorly,
+# so two 1-thread students train ~1.4x the frames of one on 2 threads (BENCHMARKS.md), and two 1-thread
+# decodes take ~1.4x less time than one after the other on 2 threads.
+if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 7 ]; then
+  # wait -n -p (which job ended) is bash 5.1's
+  new_bash=$(( BASH_VERSINFO[0] > 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] >= 1) ))
+  if [ "$student_jobs" -eq 0 ]; then
+    student_jobs=1
+    if [ "$new_bash" = 1 ] && [ "$device" != cuda ] && [ "$(nproc)" -ge 2 ] && \
+      ! python -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
+      student_jobs=2
+    fi
+  elif [ "$student_jobs" -gt 1 ] && [ "$new_bash" = 0 ]; then
+    echo "run.sh: --student-jobs $student_jobs needs bash >= 5.1 (this is $BASH_VERSION); use --student-jobs 1" >&2
+    exit 1
+  fi
+  threads=$(( $(nproc) / student_jobs )); [ "$threads" -ge 1 ] || threads=1
+  # The running jobs: pid -> "stage N: what" and its experiment dir and log.
+  declare -A job_what=() job_log=()
+  # Each job is a process group of its own (set -m when it starts), so that stopping it stops every process
+  # it started. Ctrl-C reaches run.sh alone: without the trap the jobs would run on, and a rerun would race
+  # them.
+  stop_jobs() { local pid; for pid in "${!job_what[@]}"; do kill -- "-$pid" 2>/dev/null || true; done; }
+  wait_one() {
+    local pid status=0
+    wait -n -p pid "${!job_what[@]}" || status=$?
+    local what=${job_what[$pid]} log_file=${job_log[$pid]}
+    unset "job_what[$pid]" "job_log[$pid]"
+    if [ "$status" -ne 0 ]; then
+      echo "run.sh: $what $(dirname "$log_file") failed (exit $status); the end of its $log_file:" >&2
+      tail -n 20 "$log_file" >&2
+      exit 1
+    fi
+  }
+  # start_job WHAT LOG FUNC ENTRY: FUNC ENTRY THREADS in the background once a slot is free (its output in
+  # <dir>/LOG, dir being the entry's first field).
+  start_job() {
+    [ ${#job_what[@]} -lt "$student_jobs" ] || wait_one
+    set -m
+    "$3" "$4" "$threads" &
+    set +m
+    job_what[$!]=$1
+    job_log[$!]=${4%%:*}/$2
+  }
+  # job_running DIR: whether a job of that experiment dir runs.
+  job_running() { [[ " ${job_log[*]} " == *" $1/"* ]]; }
+  wait_all() { while [ ${#job_what[@]} -gt 0 ]; do wait_one; done; }
+  trap 'stop_jobs; exit 130' INT TERM
+  trap stop_jobs EXIT
+fi
+
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   # train_student ENTRY [THREADS]: one row and seed. With THREADS it is a background job: it becomes the
   # training process (so that killing the job kills the training) and writes to <dir>/train.log.
@@ -404,62 +457,42 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
     mkdir -p "$dir"
     exec "${cmd[@]}" "train.num_threads=$2" > "$dir/train.log" 2>&1
   }
-  # wait -n -p (which job ended) is bash 5.1's
-  new_bash=$(( BASH_VERSINFO[0] > 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] >= 1) ))
-  if [ "$student_jobs" -eq 0 ]; then
-    student_jobs=1
-    if [ "$new_bash" = 1 ] && [ "$device" != cuda ] && [ "$(nproc)" -ge 2 ] && \
-      ! python -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
-      student_jobs=2
-    fi
-  elif [ "$student_jobs" -gt 1 ] && [ "$new_bash" = 0 ]; then
-    echo "run.sh: --student-jobs $student_jobs needs bash >= 5.1 (this is $BASH_VERSION); use --student-jobs 1" >&2
-    exit 1
-  fi
   if [ "$student_jobs" -le 1 ] || [ ${#student_dirs[@]} -le 1 ]; then
     for entry in "${student_dirs[@]}"; do train_student "$entry"; done
   else
-    # Small models use two cores poorly: two 1-thread students train ~1.4x the frames of one on 2 threads
-    # (BENCHMARKS.md).
-    threads=$(( $(nproc) / student_jobs )); [ "$threads" -ge 1 ] || threads=1
-    declare -A running=()
-    stop_students() { [ ${#running[@]} -eq 0 ] || kill "${!running[@]}" 2>/dev/null || true; }
-    # Background jobs ignore Ctrl-C: without this they would train on, and a rerun would race them.
-    trap 'stop_students; exit 130' INT TERM
-    trap stop_students EXIT
-    wait_one() {
-      local pid status=0
-      wait -n -p pid "${!running[@]}" || status=$?
-      local dir=${running[$pid]}
-      unset "running[$pid]"
-      if [ "$status" -ne 0 ]; then
-        echo "run.sh: stage 7: training $dir failed (exit $status); the end of its $dir/train.log:" >&2
-        tail -n 20 "$dir/train.log" >&2
-        exit 1
-      fi
-    }
     for entry in "${student_dirs[@]}"; do
-      [ ${#running[@]} -lt "$student_jobs" ] || wait_one
       IFS=: read -r _ row s <<< "$entry"
       for t in $(row_teachers "$row"); do
         t_dir=$exp/student_$t
         [ -z "$student_seeds" ] || t_dir+=_seed$s
-        while [[ " ${running[*]} " == *" $t_dir "* ]]; do wait_one; done
+        while job_running "$t_dir"; do wait_one; done
       done
-      train_student "$entry" "$threads" &
-      running[$!]=${entry%%:*}
+      start_job "stage 7: training" train.log train_student "$entry"
     done
-    while [ ${#running[@]} -gt 0 ]; do wait_one; done
-    trap - INT TERM EXIT
+    wait_all
   fi
 fi
 
 if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
-  for entry in "${student_dirs[@]}"; do
-    IFS=: read -r dir _ _ <<< "$entry"
-    log "stage 8: decode $dir ($decode_methods)"
-    decode "$dir" "$avg"
-  done
+  # decode_student ENTRY [THREADS]: as train_student, its output in <dir>/decode.log with THREADS.
+  decode_student() {
+    local dir
+    IFS=: read -r dir _ _ <<< "$1"
+    if [ -z "${2:-}" ]; then
+      log "stage 8: decode $dir ($decode_methods)"
+      decode "$dir" "$avg"
+      return
+    fi
+    log "stage 8: decode $dir ($decode_methods, torch threads $2, output in $dir/decode.log)"
+    mkdir -p "$dir"  # a row not trained: kd.bin.decode's error goes to the log
+    decode "$dir" "$avg" "$2" > "$dir/decode.log" 2>&1
+  }
+  if [ "$student_jobs" -le 1 ] || [ ${#student_dirs[@]} -le 1 ]; then
+    for entry in "${student_dirs[@]}"; do decode_student "$entry"; done
+  else
+    for entry in "${student_dirs[@]}"; do start_job "stage 8: decoding" decode.log decode_student "$entry"; done
+    wait_all
+  fi
   report
   # Every paper table of the corpus, with the rows not trained yet marked "not run".
   if [ -f "$tables_file" ]; then
@@ -467,6 +500,7 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
       ${student_seeds:+--seeds $student_seeds} --method "$greedy_tag" --out "$exp/tables.md"
   fi
 fi
+if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 7 ]; then trap - INT TERM EXIT; fi
 
 if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
   best=$(python -m kd.bin.report $(for e in "${student_dirs[@]}"; do echo "${e%%:*}"; done) \

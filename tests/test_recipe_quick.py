@@ -53,6 +53,8 @@ def test_quick_profile_runs_every_stage_and_table(tmp_path: Path) -> None:
 
     assert re.search(r"torch threads \d+, output in exp/synth_quick/student_none/train\.log", out.stdout)
     assert "epoch 1: validation loss" in (exp / "student_none" / "train.log").read_text()
+    assert re.search(r"torch threads \d+, output in exp/synth_quick/student_none/decode\.log", out.stdout)
+    assert "test greedy_search: WerStats" in (exp / "student_none" / "decode.log").read_text()
     assert (exp / "results.md").is_file()
     tables_md = (exp / "tables.md").read_text()
     tables = load_tables(ROOT / "egs" / "synth" / "tables.yaml")

@@ -1,5 +1,6 @@
-"""run.sh stage 7 trains students side by side (--student-jobs): each job's output goes to its train.log,
-a failing job stops the stage with the end of its log, and interrupting run.sh stops every job."""
+"""run.sh stages 7 and 8 train and decode students side by side (--student-jobs): each job's output goes to
+its train.log (decode.log), a failing job stops the stage with the end of its log, and interrupting run.sh
+stops every job and every process a job started."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from test_recipe_corpora import make_recipe, run_recipe
 
 
@@ -50,29 +52,42 @@ def running(pid: int) -> bool:
     return state != "Z"
 
 
-def fake_training(tmp_path: Path, training: str) -> dict[str, str]:
-    """An environment whose ``python`` runs the bash lines ``training`` instead of each training command
-    (``python -m kd.bin.train ...``, its arguments in ``$*``) and the tests' Python for anything else."""
+def fake_training(tmp_path: Path, training: str, module: str = "kd.bin.train") -> dict[str, str]:
+    """An environment whose ``python`` runs the bash lines ``training`` instead of each command ``python -m
+    <module> ...`` (its arguments in ``$*``) and the tests' Python for anything else."""
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
     fake = fake_bin / "python"
     fake.write_text(
         "#!/usr/bin/env bash\n"
-        f'if [ "$1 $2" = "-m kd.bin.train" ]; then\n{training}fi\n'
+        f'if [ "$1 $2" = "-m {module}" ]; then\n{training}fi\n'
         f'exec {sys.executable} "$@"\n'
     )
     fake.chmod(0o755)
     return {**os.environ, "PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}"}
 
 
-def test_interrupting_run_sh_stops_its_student_jobs(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stage", [7, 8])
+def test_interrupting_run_sh_stops_its_student_jobs(tmp_path: Path, stage: int) -> None:
     recipe = make_recipe(tmp_path)
-    # Each training command becomes a long sleep, recording its pid.
+    # Each training (decoding) command starts a long sleep and records its pid: the sleep is a grandchild
+    # of the job, which run.sh must stop too.
     pids = tmp_path / "pids"
-    env = {**fake_training(tmp_path, f"echo $$ >> {pids}; exec sleep 300\n"), "OMP_NUM_THREADS": "1"}
-    args = ["--students", "none encoder_logits", "--student-jobs", "2", "--stage", "7", "--stop-stage", "7"]
+    module = {7: "kd.bin.train", 8: "kd.bin.decode"}[stage]
+    lines = f"sleep 300 & echo $! >> {pids}; wait\n"
+    env = {**fake_training(tmp_path, lines, module), "OMP_NUM_THREADS": "1"}
+    args = [
+        "--students",
+        "none encoder_logits",
+        "--student-jobs",
+        "2",
+        "--stage",
+        stage,
+        "--stop-stage",
+        stage,
+    ]
     proc = subprocess.Popen(
-        ["bash", str(recipe / "run.sh"), "--device", "cpu", *args],
+        ["bash", str(recipe / "run.sh"), "--device", "cpu", *map(str, args)],
         cwd=recipe,
         env=env,
         stdout=subprocess.PIPE,
@@ -94,7 +109,60 @@ def test_interrupting_run_sh_stops_its_student_jobs(tmp_path: Path) -> None:
     deadline = time.monotonic() + 10
     while any(map(running, jobs)) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not any(map(running, jobs)), "a student job outlived run.sh"
+    assert not any(map(running, jobs)), "a process of a student job outlived run.sh"
+
+
+def test_stage_8_decodes_two_students_at_once(tmp_path: Path) -> None:
+    recipe = make_recipe(tmp_path)
+    log = tmp_path / "decodes.log"
+    # Each decoding command logs its start and end; the one of student_none fails.
+    env = fake_training(
+        tmp_path,
+        '  dir=$(sed -n "s/.*--exp-dir \\([^ ]*\\).*/\\1/p" <<< "$*")\n'
+        f'  echo "start $dir $(date +%s.%N)" >> {log}\n'
+        "  sleep 1\n"
+        f'  echo "end $dir $(date +%s.%N)" >> {log}\n'
+        '  echo "decoding $dir on $*"\n'
+        '  case $dir in *student_none) echo "no checkpoint in $dir" >&2; exit 3 ;; esac\n'
+        "  exit 0\n",
+        module="kd.bin.decode",
+    )
+    args = [
+        "--students",
+        "encoder_logits one_best none",
+        "--student-jobs",
+        "2",
+        "--stage",
+        "8",
+        "--stop-stage",
+        "8",
+    ]
+    out = subprocess.run(
+        ["bash", str(recipe / "run.sh"), "--device", "cpu", *args],
+        cwd=recipe,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 1
+    events = {}
+    for line in log.read_text().splitlines():
+        kind, path, when = line.split()
+        events.setdefault((kind, Path(path).name), float(when))
+    # the first two decode side by side, the third waits for a free slot
+    assert events["start", "student_one_best"] < events["end", "student_encoder_logits"]
+    assert events["start", "student_none"] >= min(
+        events["end", "student_encoder_logits"], events["end", "student_one_best"]
+    )
+    for row in ("encoder_logits", "one_best", "none"):
+        exp = f"exp/synth/student_{row}"
+        assert f"stage 8: decode {exp} (greedy_search modified_beam_search, torch threads" in out.stdout
+        assert f"output in {exp}/decode.log" in out.stdout
+        decode_log = (recipe / exp / "decode.log").read_text()
+        assert f"decoding {exp} on" in decode_log and "--num-threads 1" in decode_log
+    assert "stage 8: decoding exp/synth/student_none failed (exit 3)" in out.stderr
+    assert "no checkpoint in exp/synth/student_none" in out.stderr  # the tail of its decode.log
+    assert "finished stages" not in out.stdout
 
 
 def test_a_row_trains_after_the_teacher_row_of_its_seed(tmp_path: Path) -> None:
