@@ -323,15 +323,15 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && [ -f "$lm_config" ]; then
 fi
 
 # decode EXP_DIR AVG [THREADS]: every decoding method on the test parts, and beam search with the LM when there is
-# one (on THREADS torch threads; default: torch's).
+# one (on THREADS torch threads; default: torch's). One process: the methods share each batch's encoder forward.
 decode() {
-  python -m kd.bin.decode --exp-dir "$1" --avg "$2" --methods $decode_methods --device "$device" \
-    --max-sym-per-frame "$max_sym_per_frame" --num-threads "${3:-0}" --cuts $test_cuts
+  local methods=($decode_methods) fusion=()
   if [ ${#lm_opts[@]} -gt 0 ] && [ "$lm_scale" != 0 ]; then
-    python -m kd.bin.decode --exp-dir "$1" --avg "$2" --methods modified_beam_search "${lm_opts[@]}" \
-      --lm-scale "$lm_scale" --blank-penalty "$lm_blank_penalty" --max-sym-per-frame "$max_sym_per_frame" \
-      --device "$device" --num-threads "${3:-0}" --cuts $test_cuts
+    methods+=(modified_beam_search_lm_shallow_fusion)
+    fusion=("${lm_opts[@]}" --lm-scale "$lm_scale" --lm-blank-penalty "$lm_blank_penalty")
   fi
+  python -m kd.bin.decode --exp-dir "$1" --avg "$2" --methods "${methods[@]}" "${fusion[@]}" --device "$device" \
+    --max-sym-per-frame "$max_sym_per_frame" --num-threads "${3:-0}" --cuts $test_cuts
 }
 # The greedy decode the tables show and stage 9 picks the best student by (kd.bin.decode's result tag).
 greedy_tag=greedy_search

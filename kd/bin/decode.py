@@ -6,11 +6,13 @@
 Writes recogs-/errs-/wer-<set>-<method>.txt (+ .json) into --exp-dir; <set> is the cuts file's split name.
 A co-learning experiment (kd.mode: colearn) holds a teacher and a student: the student is decoded unless
 --part teacher is given, whose results are tagged teacher_<method> in the same --exp-dir.
---lm-exp exp/synth/lm --lm-scale 0.3 fuses an LSTM LM (python -m kd.bin.train_lm) into modified beam search;
-its results are tagged modified_beam_search_beam_<beam>_lm_<scale>, beside those without the LM.
+The method modified_beam_search_lm_shallow_fusion with --lm-exp exp/synth/lm --lm-scale 0.3 fuses an LSTM LM
+(python -m kd.bin.train_lm) into modified beam search; its results are tagged
+modified_beam_search_beam_<beam>_lm_<scale>, beside those without the LM.
 --blank-penalty 1.5 subtracts 1.5 from the joiner's blank logit in every method (icefall's blank_penalty:
 it offsets the LM's cost of every token, and a deletion-prone model's bias towards blank); its results are
-tagged <method>_bp_<penalty>.
+tagged <method>_bp_<penalty>. --lm-blank-penalty sets it for the LM-fused search alone.
+All methods decode each batch from one encoder forward (the streaming search runs its own, chunk by chunk).
 A streaming model (causal encoder, or a cascaded model's causal first pass) also gets its latency measured on
 the first --latency-utts cuts of each set (kd.decode.latency; 0: off), logged and stored as "latency" in every
 wer-<set>-*.json of that set; a non-causal model is decoded without it.
@@ -24,18 +26,22 @@ import logging
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import torch
 from lhotse import CutSet
 
 from kd.data.datamodule import AsrDataModule, DataConfig
-from kd.decode import METHODS, decode_dataset, save_results
+from kd.decode import METHODS, Search, decode_searches, save_results
 from kd.decode.latency import measure_latency, streaming_part
 from kd.lm import lm_checkpoint, load_lm
 from kd.logging_utils import setup_logging
 from kd.models import count_parameters
 from kd.train.restore import load_trained_model
 from kd.train.trainer import resolve_device
+
+LM_METHOD = "modified_beam_search_lm_shallow_fusion"
+"""The CLI's name (icefall's) for modified beam search with the LM of --lm-exp fused."""
 
 
 def set_name(cuts_path: Path) -> str:
@@ -50,7 +56,7 @@ def get_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--exp-dir", type=Path, required=True)
     parser.add_argument("--cuts", type=Path, nargs="+", required=True, help="CutSets with features to decode")
-    parser.add_argument("--methods", nargs="+", default=["greedy_search"], choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=["greedy_search"], choices=(*METHODS, LM_METHOD))
     parser.add_argument("--epoch", type=int, default=None, help="last epoch to use (default: the newest)")
     parser.add_argument("--avg", type=int, default=1, help="number of epoch checkpoints to average")
     parser.add_argument("--beam", type=int, default=4, help="beam of modified_beam_search")
@@ -58,7 +64,7 @@ def get_parser() -> argparse.ArgumentParser:
         "--lm-exp",
         type=Path,
         default=None,
-        help="LM experiment dir for shallow fusion (modified_beam_search)",
+        help=f"LM experiment dir for shallow fusion (method {LM_METHOD})",
     )
     parser.add_argument("--lm-epoch", type=int, default=None, help="the LM's epoch (default: the newest)")
     parser.add_argument("--lm-scale", type=float, default=None, help="weight of the LM's log-probabilities")
@@ -67,6 +73,12 @@ def get_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="subtracted from the blank logit before the log-softmax, in every method (0: none)",
+    )
+    parser.add_argument(
+        "--lm-blank-penalty",
+        type=float,
+        default=None,
+        help=f"the blank penalty of {LM_METHOD} alone (default: --blank-penalty)",
     )
     parser.add_argument(
         "--max-sym-per-frame",
@@ -104,17 +116,24 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def check_lm_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Shallow fusion needs both --lm-exp and --lm-scale, and only modified beam search has it."""
+    """Shallow fusion is the method LM_METHOD, and it needs both --lm-exp and --lm-scale."""
     if (args.lm_exp is None) != (args.lm_scale is None):
         parser.error("--lm-exp and --lm-scale go together: give both for shallow fusion, or neither")
-    if args.lm_exp is None and args.lm_epoch is not None:
-        parser.error("--lm-epoch needs --lm-exp")
-    others = [m for m in args.methods if m != "modified_beam_search"]
-    if args.lm_exp is not None and others:
-        parser.error(
-            f"--lm-exp: LM shallow fusion is done by modified_beam_search only, not {others}; decode those "
-            "in a run without --lm-exp"
-        )
+    fused = LM_METHOD in args.methods
+    if fused and args.lm_exp is None:
+        parser.error(f"{LM_METHOD} needs an LM: give --lm-exp and --lm-scale")
+    if not fused:
+        given = [
+            o
+            for o, v in (
+                ("--lm-exp", args.lm_exp),
+                ("--lm-epoch", args.lm_epoch),
+                ("--lm-blank-penalty", args.lm_blank_penalty),
+            )
+            if v is not None
+        ]
+        if given:
+            parser.error(f"{' '.join(given)}: for shallow fusion, add {LM_METHOD} to --methods")
 
 
 def method_tag(
@@ -141,8 +160,12 @@ def main() -> None:
     parser = get_parser()
     args = parser.parse_args()
     check_lm_args(parser, args)
-    if not math.isfinite(args.blank_penalty):
-        parser.error(f"--blank-penalty must be a finite number, got {args.blank_penalty}")
+    for option, value in (
+        ("--blank-penalty", args.blank_penalty),
+        ("--lm-blank-penalty", args.lm_blank_penalty),
+    ):
+        if value is not None and not math.isfinite(value):
+            parser.error(f"{option} must be a finite number, got {value}")
     if args.max_sym_per_frame < 1:
         parser.error(f"--max-sym-per-frame must be at least 1, got {args.max_sym_per_frame}")
     setup_logging(args.exp_dir / "log", "decode")
@@ -168,12 +191,7 @@ def main() -> None:
     lm = None
     if args.lm_exp is not None:
         lm = load_lm(args.lm_exp, args.lm_epoch, trained.tokenizer, device)
-        model_info["lm"] = {
-            "checkpoint": str(lm_checkpoint(args.lm_exp, args.lm_epoch)),
-            "scale": args.lm_scale,
-        }
-    if args.blank_penalty != 0.0:
-        model_info["blank_penalty"] = args.blank_penalty
+    searches = [make_search(method, args, lm) for method in args.methods]
     data = AsrDataModule(DataConfig(max_duration=args.max_duration))
     measure = args.latency_utts > 0 and streaming_part(model) is not None
     if args.latency_utts > 0 and not measure:
@@ -188,29 +206,48 @@ def main() -> None:
             measured = measure_latency(model, cuts, args.latency_utts, device=device)
             logging.info("%s latency: %s", name, measured.summary())
             latency = dataclasses.asdict(measured)
-        for method in args.methods:
-            results, stats = decode_dataset(
-                model,
-                data.eval_dataloader(cuts),
-                trained.tokenizer,
-                method,
-                beam=args.beam,
-                device=device,
-                lm=lm,
-                lm_scale=args.lm_scale or 0.0,
-                blank_penalty=args.blank_penalty,
-                max_sym_per_frame=args.max_sym_per_frame,
-            )
+        decoded = decode_searches(
+            model, data.eval_dataloader(cuts), trained.tokenizer, searches, device=device
+        )
+        for search, (results, stats) in zip(searches, decoded):
             rtf = stats["decode_seconds"] / max(stats["audio_seconds"], 1e-9)
-            tag = method_tag(method, args.beam, args.lm_scale, args.blank_penalty, args.max_sym_per_frame)
+            fused = search.lm is not None
+            info = dict(model_info)
+            if fused:
+                info["lm"] = {
+                    "checkpoint": str(lm_checkpoint(args.lm_exp, args.lm_epoch)),
+                    "scale": args.lm_scale,
+                }
+            if search.blank_penalty != 0.0:
+                info["blank_penalty"] = search.blank_penalty
+            tag = method_tag(
+                search.method,
+                args.beam,
+                args.lm_scale if fused else None,
+                search.blank_penalty,
+                args.max_sym_per_frame,
+            )
             if args.decode_pass == "first":
                 tag = f"first_pass_{tag}"
             if args.part == "teacher":
                 tag = f"teacher_{tag}"
-            wer = save_results(
-                args.exp_dir, name, tag, results, rtf=rtf, model_info=model_info, latency=latency
-            )
+            wer = save_results(args.exp_dir, name, tag, results, rtf=rtf, model_info=info, latency=latency)
             logging.info("%s %s: %s (RTF %.4f)", name, tag, wer, rtf)
+
+
+def make_search(method: str, args: argparse.Namespace, lm: Any) -> Search:
+    """The search of a --methods entry; LM_METHOD is modified beam search with ``lm`` fused."""
+    if method != LM_METHOD:
+        return Search(method, args.beam, args.max_sym_per_frame, blank_penalty=args.blank_penalty)
+    blank_penalty = args.blank_penalty if args.lm_blank_penalty is None else args.lm_blank_penalty
+    return Search(
+        "modified_beam_search",
+        args.beam,
+        args.max_sym_per_frame,
+        lm=lm,
+        lm_scale=args.lm_scale,
+        blank_penalty=blank_penalty,
+    )
 
 
 if __name__ == "__main__":

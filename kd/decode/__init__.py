@@ -2,7 +2,7 @@
 search for causal models, WER scoring with icefall-style outputs, and result tables."""
 
 from kd.decode.beam_search import modified_beam_search
-from kd.decode.driver import METHODS, decode_batch, decode_dataset
+from kd.decode.driver import METHODS, Search, decode_batch, decode_dataset, decode_searches
 from kd.decode.greedy import GreedySearch, greedy_search_batch
 from kd.decode.results import DecodingResults
 from kd.decode.scoring import WerStats, compute_wer, save_results
@@ -12,10 +12,12 @@ __all__ = [
     "METHODS",
     "DecodingResults",
     "GreedySearch",
+    "Search",
     "WerStats",
     "compute_wer",
     "decode_batch",
     "decode_dataset",
+    "decode_searches",
     "greedy_search_batch",
     "modified_beam_search",
     "save_results",

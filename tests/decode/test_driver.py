@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from kd.decode import greedy_search_batch, modified_beam_search
-from kd.decode.driver import decode_dataset
+from kd.decode.driver import Search, decode_dataset, decode_searches
 
 from .fake_model import make_model
 
@@ -60,3 +60,45 @@ def test_decode_dataset_bad_input() -> None:
     del batch["cut_ids"]
     with pytest.raises(KeyError, match="cut_ids"):
         decode_dataset(model, [batch], WordTokenizer(), "greedy_search")
+
+
+def test_searches_share_one_encoder_forward_per_batch() -> None:
+    model = make_model()
+    batches = make_batches()
+    searches = [
+        Search("greedy_search"),
+        Search("modified_beam_search", beam=3),
+        Search("greedy_search", max_sym_per_frame=2, blank_penalty=1.0),
+        Search("streaming_greedy_search", chunk_size=2),
+    ]
+    alone = [
+        decode_dataset(
+            model,
+            batches,
+            WordTokenizer(),
+            s.method,
+            beam=s.beam,
+            max_sym_per_frame=s.max_sym_per_frame,
+            chunk_size=s.chunk_size,
+            blank_penalty=s.blank_penalty,
+        )
+        for s in searches
+    ]
+    calls = []
+    encoder_forward = model.encoder.forward
+    model.encoder.forward = lambda *args: calls.append(args) or encoder_forward(*args)
+    together = decode_searches(model, batches, WordTokenizer(), searches)
+    assert len(calls) == len(batches)  # the streaming search runs streaming_forward, chunk by chunk
+    assert [r for r, _ in together] == [r for r, _ in alone]
+    assert together[0][0] != together[2][0]  # the penalty and max-sym searches differ from plain greedy
+    for _, stats in together:
+        assert stats["audio_seconds"] == pytest.approx((40 + 23 + 31) * 0.01) and stats["decode_seconds"] > 0
+
+
+def test_search_bad_input() -> None:
+    with pytest.raises(ValueError, match="unknown decoding method"):
+        Search("beam_search")
+    with pytest.raises(ValueError, match="LM shallow fusion needs modified_beam_search"):
+        Search("greedy_search", lm=object())
+    with pytest.raises(ValueError, match="at least one search"):
+        decode_searches(make_model(), make_batches(), WordTokenizer(), [])

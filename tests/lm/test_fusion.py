@@ -91,45 +91,52 @@ def lm_dir(corpus, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return exp
 
 
-def test_decode_command_line_tags_the_lm_results(corpus, lm_dir, tmp_path, monkeypatch):
+def test_decode_command_line_tags_the_lm_results(corpus, lm_dir, tmp_path, monkeypatch, capsys):
     exp = targets_conftest.save_teacher(tmp_path / "teacher", corpus.bpe_model, seed=1)
     argv = ["decode", "--exp-dir", str(exp), "--cuts", str(corpus.labelled), "--beam", "2", "--device", "cpu"]
-    beam = [*argv, "--methods", "modified_beam_search"]
-    monkeypatch.setattr(sys, "argv", beam)
+    fusion = ["--lm-exp", str(lm_dir), "--lm-scale", "0.5"]
+    fused = "modified_beam_search_lm_shallow_fusion"
+    # One run decodes every method from one encoder pass; the LM-fused search alone has --lm-blank-penalty.
+    both = [*argv, "--methods", "greedy_search", "modified_beam_search", fused, *fusion]
+    monkeypatch.setattr(sys, "argv", [*both, "--lm-blank-penalty", "0.25"])
     decode.main()
-    monkeypatch.setattr(sys, "argv", [*beam, "--lm-exp", str(lm_dir), "--lm-scale", "0.5"])
-    decode.main()
-    for tag in ("modified_beam_search_beam_2", "modified_beam_search_beam_2_lm_0.5"):
+    tags = ("greedy_search", "modified_beam_search_beam_2", "modified_beam_search_beam_2_lm_0.5_bp_0.25")
+    for tag in tags:
         for kind in ("recogs", "errs", "wer"):
             assert (exp / f"{kind}-labelled-{tag}.txt").is_file(), (kind, tag)
-    record = json.loads((exp / "wer-labelled-modified_beam_search_beam_2_lm_0.5.json").read_text())
-    assert record["method"] == "modified_beam_search_beam_2_lm_0.5" and record["num_utts"] == 4
+    record = json.loads((exp / f"wer-labelled-{tags[2]}.json").read_text())
+    assert record["method"] == tags[2] and record["num_utts"] == 4
     assert record["model"]["lm"] == {"checkpoint": str(lm_dir / "epoch-2.pt"), "scale": 0.5}
-    assert (
-        "lm" not in json.loads((exp / "wer-labelled-modified_beam_search_beam_2.json").read_text())["model"]
-    )
-    recogs = [
-        (exp / f"recogs-labelled-modified_beam_search_beam_2{s}.txt").read_text() for s in ("", "_lm_0.5")
-    ]
-    assert recogs[0] != recogs[1]  # the LM was fused: this random teacher's hypotheses change with it
+    assert record["model"]["blank_penalty"] == 0.25
+    for tag in tags[:2]:
+        model_info = json.loads((exp / f"wer-labelled-{tag}.json").read_text())["model"]
+        assert "lm" not in model_info and "blank_penalty" not in model_info
+    together = [(exp / f"recogs-labelled-{tag}.txt").read_text() for tag in tags]
+    assert together[1] != together[2]  # the LM was fused: this random teacher's hypotheses change with it
 
-    for wrong in (
-        [
-            *argv,
-            "--methods",
-            "greedy_search",
-            "modified_beam_search",
-            "--lm-exp",
-            str(lm_dir),
-            "--lm-scale",
-            "1",
-        ],
-        [*beam, "--lm-exp", str(lm_dir)],
-        [*beam, "--lm-scale", "0.5"],
+    # Each method alone, in a run of its own, gives the same hypotheses.
+    for methods, tag, text in zip(
+        (["greedy_search"], ["modified_beam_search"], [fused, *fusion, "--blank-penalty", "0.25"]),
+        tags,
+        together,
+    ):
+        (exp / f"recogs-labelled-{tag}.txt").unlink()
+        monkeypatch.setattr(sys, "argv", [*argv, "--methods", *methods])
+        decode.main()
+        assert (exp / f"recogs-labelled-{tag}.txt").read_text() == text, tag
+
+    for wrong, error in (
+        ([*argv, "--methods", "modified_beam_search", *fusion], f"add {fused} to --methods"),
+        ([*argv, "--methods", fused], f"{fused} needs an LM"),
+        ([*argv, "--methods", fused, "--lm-exp", str(lm_dir)], "go together"),
+        ([*argv, "--methods", fused, "--lm-scale", "0.5"], "go together"),
+        ([*argv, "--lm-blank-penalty", "1"], "--lm-blank-penalty: for shallow fusion"),
+        ([*argv, "--methods", fused, *fusion, "--lm-blank-penalty", "nan"], "must be a finite number"),
     ):
         monkeypatch.setattr(sys, "argv", wrong)
         with pytest.raises(SystemExit):
             decode.main()
+        assert error in capsys.readouterr().err, wrong
 
 
 def _generate(corpus, teacher_dir: Path, out_dir: Path, lm: LmSpec | None):
