@@ -36,6 +36,11 @@ class LoopConfig:
     keep_last_k: int = 2  # mid-epoch checkpoints kept
     max_batches_per_epoch: int = 0  # stop an epoch early after this many batches (0: no limit)
     num_threads: int = 0  # torch intra-op threads on CPU (0: leave torch's default)
+    valid_every_n_epochs: int = 1  # the validation loss after every N-th epoch and after the last
+
+    def __post_init__(self) -> None:
+        if self.valid_every_n_epochs < 1:
+            raise ValueError(f"train.valid_every_n_epochs={self.valid_every_n_epochs} must be at least 1")
 
 
 @dataclass

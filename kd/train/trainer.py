@@ -233,7 +233,8 @@ class Trainer:
         try:
             while self.epoch <= cfg.num_epochs:
                 record = self._train_epoch(train_cuts)
-                record["valid_loss"] = self._validate(valid_cuts)
+                if self.epoch % cfg.valid_every_n_epochs == 0 or self.epoch == cfg.num_epochs:
+                    record["valid_loss"] = self._validate(valid_cuts)
                 self._record_epoch(record)
                 self.epoch += 1
         finally:

@@ -63,6 +63,18 @@ def test_train_writes_checkpoints_and_logs(tiny, tmp_path):
     assert len((exp / "epochs.jsonl").read_text().splitlines()) == 2
 
 
+def test_validation_every_n_epochs_and_after_the_last(tiny, tmp_path):
+    exp = tmp_path / "exp"
+    config = load_yaml(
+        TrainConfig, tiny.config_file(tmp_path, train={"num_epochs": 3, "valid_every_n_epochs": 2})
+    )
+    Trainer(config, exp).fit()
+    records = [json.loads(line) for line in (exp / "epochs.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records if "valid_loss" in r] == [2, 3]
+    with pytest.raises(ConfigError, match="valid_every_n_epochs=0 must be at least 1"):
+        load_yaml(TrainConfig, tiny.config_file(tmp_path, train={"valid_every_n_epochs": 0}))
+
+
 def test_resume_after_kill_equals_uninterrupted_run(tiny, tmp_path):
     """SIGKILL mid-epoch, rerun the same command: the final weights equal those of a run never killed."""
     config = tiny.config_file(tmp_path, train={"save_every_n": 1, "keep_last_k": 3})
