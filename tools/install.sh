@@ -60,7 +60,8 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
   fi
 fi
-pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+# --no-compile: byte-compiling all of torch costs ~10 s of CPU; Python compiles what it imports, once.
+pip=(.venv/bin/python -m pip install -q --no-compile --disable-pip-version-check)
 
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   log "installing ${TORCH_SPEC:-torch==2.13.0}"
