@@ -58,19 +58,33 @@ class Search:
         return self.method != "streaming_greedy_search"
 
 
-def search_encoder_out(
-    model: nn.Module, encoder_out: torch.Tensor, encoder_out_lens: torch.Tensor, search: Search
+def search_batch(
+    model: nn.Module,
+    features: torch.Tensor,
+    feature_lens: torch.Tensor,
+    search: Search,
+    encoded: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> list[list[int]]:
-    """Token ids of the best hypothesis per utterance from a full-context encoder output.
+    """Token ids of the best hypothesis per utterance.
 
     Args:
         model: a transducer.
-        encoder_out: (B, T, D) its encoder's output.
-        encoder_out_lens: (B,) valid frames per utterance.
-        search: a search with ``needs_encoder_out``.
+        features: (B, T, 80) features.
+        feature_lens: (B,) valid frames per utterance.
+        search: the search.
+        encoded: the full-context encoder's (B, T', D) output and (B,) lengths for these features, when the
+            caller has them (the streaming search ignores them: it runs the encoder chunk by chunk).
     """
     if not search.needs_encoder_out:
-        raise ValueError(f"{search.method} runs the encoder itself; call decode_batch")
+        return streaming_greedy_search(
+            model,
+            features,
+            feature_lens,
+            search.chunk_size,
+            search.max_sym_per_frame,
+            blank_penalty=search.blank_penalty,
+        )
+    encoder_out, encoder_out_lens = encoded if encoded is not None else model.encoder(features, feature_lens)
     if search.method == "greedy_search":
         return greedy_search_batch(
             model, encoder_out, encoder_out_lens, search.max_sym_per_frame, search.blank_penalty
@@ -108,12 +122,7 @@ def decode_batch(
         method, beam, max_sym_per_frame, chunk_size, lm, lm_scale, blank_penalty: as :class:`Search`.
     """
     search = Search(method, beam, max_sym_per_frame, chunk_size, lm, lm_scale, blank_penalty)
-    if not search.needs_encoder_out:
-        return streaming_greedy_search(
-            model, features, feature_lens, chunk_size, max_sym_per_frame, blank_penalty=blank_penalty
-        )
-    encoder_out, encoder_out_lens = model.encoder(features, feature_lens)
-    return search_encoder_out(model, encoder_out, encoder_out_lens, search)
+    return search_batch(model, features, feature_lens, search)
 
 
 @torch.inference_mode()
@@ -158,27 +167,18 @@ def decode_searches(
             raise KeyError(f"decode batches need keys {list(_BATCH_KEYS)}; this one lacks {missing}")
         features = batch["features"].to(device)
         feature_lens = batch["feature_lens"].to(device)
-        encoder_out = encoder_out_lens = None
+        encoded = None
         encoder_seconds = 0.0
         if any(s.needs_encoder_out for s in searches):
             start = time.perf_counter()
-            encoder_out, encoder_out_lens = model.encoder(features, feature_lens)
+            encoded = model.encoder(features, feature_lens)
             encoder_seconds = _synchronized_seconds(start, device)
         for i, search in enumerate(searches):
             start = time.perf_counter()
-            if search.needs_encoder_out:
-                hyps = search_encoder_out(model, encoder_out, encoder_out_lens, search)
-                decode_seconds[i] += encoder_seconds
-            else:
-                hyps = streaming_greedy_search(
-                    model,
-                    features,
-                    feature_lens,
-                    search.chunk_size,
-                    search.max_sym_per_frame,
-                    blank_penalty=search.blank_penalty,
-                )
+            hyps = search_batch(model, features, feature_lens, search, encoded)
             decode_seconds[i] += _synchronized_seconds(start, device)
+            if search.needs_encoder_out:
+                decode_seconds[i] += encoder_seconds
             for cut_id, text, hyp in zip(batch["cut_ids"], batch["texts"], hyps):
                 results[i].append((cut_id, text.split(), tokenizer.decode(hyp).split()))
         audio_seconds += float(batch["feature_lens"].sum()) * frame_shift
