@@ -31,7 +31,7 @@ def synth_teacher() -> ModelConfig:
             dropout=SYNTH_DROPOUT,
             block_downsampling=[1, 2, 4, 4, 2, 1],
         ),
-        decoder=DecoderConfig(type="stateless", dim=256, context_size=2),
+        decoder=DecoderConfig(type="stateless", dim=256, context_size=5),
         joiner_dim=256,
         ctc_head=True,
     )
