@@ -52,7 +52,7 @@ def synth_student(causal: bool = False) -> ModelConfig:
             chunk_size=16 if causal else -1,
             left_context_frames=64 if causal else -1,
         ),
-        decoder=DecoderConfig(type="stateless", dim=128, context_size=2),
+        decoder=DecoderConfig(type="stateless", dim=128, context_size=5),
         joiner_dim=128,
         ctc_head=True,
     )
