@@ -34,8 +34,9 @@ students=""               # student rows: names in egs/<corpus>/conf/students/ o
 seeds=0                   # train every student row with N seeds (--seed, --seed + 1, ...: student_<row>_seed<s>); 0: once, student_<row>
 tables=""                 # paper tables of egs/<corpus>/tables.yaml to run and print ("a c", or all); their rows replace --students
 lm_config=""              # token LM YAML (default egs/<corpus>/conf/lm.yaml; stage 3 skips the LM if absent)
-lm_scale=0.3              # shallow-fusion weight of the LM in an extra beam-search decode (0: none)
-lm_blank_penalty=2        # blank penalty of that decode (offsets the LM's cost of every token; 2 on the synthetic dev set: egs/synth/RESULTS.md)
+lm_text=""                # LM training text, one transcript per line, plain or .gz (default: synth's <corpus>/lm-text.txt.gz, else the training transcripts; e.g. librispeech-lm-norm.txt)
+lm_scale=0.45             # shallow-fusion weight of the LM in an extra beam-search decode (0: none; 0.45 on the synthetic dev set: egs/synth/RESULTS.md)
+lm_blank_penalty=1        # blank penalty of that decode (offsets the LM's cost of every token; 1 on the synthetic dev set)
 targets_lm_scale=0        # stage 6: LM weight of a second, LM-fused set of unlabelled targets (exp/<corpus>/teacher/targets_lm/, row one_best_lm); the plain set never has the LM (0: no fused set)
 targets_blank_penalty=0   # stage 6: blank penalty in the LM-fused search (offsets the LM's cost of every token against blank)
 target_types="pruned pxpy one_best hyp enc_logits"   # teacher targets to generate
@@ -318,7 +319,15 @@ fi
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && [ -f "$lm_config" ]; then
   log "stage 3: token LM ($lm_config -> $exp/lm)"
   if $force; then rm -rf "$exp/lm"; fi  # the BPE model may have been retrained
-  python -m kd.bin.train_lm --config "$lm_config" --train-cuts "$KD_TRAIN_CUTS" --valid-cuts "$KD_VALID_CUTS" \
+  # The synthetic corpus writes the sentences it could have read but for dev, test and unlabelled: 3x the
+  # training transcripts, a lower dev perplexity for the same LM training time (egs/synth/RESULTS.md).
+  if [ -z "$lm_text" ] && [ "$corpus" = synth ]; then
+    lm_text=$corpus_dir/lm-text.txt.gz
+    [ -f "$lm_text" ] || { echo "run.sh: $lm_text not found: run stage 0 again (the corpus builder writes it)" >&2; exit 1; }
+  fi
+  lm_train=(--train-cuts "$KD_TRAIN_CUTS")
+  if [ -n "$lm_text" ]; then lm_train=(--train-text "$lm_text"); fi
+  python -m kd.bin.train_lm --config "$lm_config" "${lm_train[@]}" --valid-cuts "$KD_VALID_CUTS" \
     --bpe-model "$KD_BPE_MODEL" --exp-dir "$exp/lm" "device=$device"
 fi
 

@@ -26,6 +26,7 @@ from fake_corpora import make_librilight_tree, make_librispeech_tree, sentence, 
 from kd.data.features import FRAME_SHIFT, NUM_MEL_BINS, SAMPLING_RATE  # noqa: E402
 from kd.data.io import cuts_path, manifest_path  # noqa: E402
 from kd.data.tokenizer import Tokenizer  # noqa: E402
+from kd.train.checkpoint import load_checkpoint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LINKED = ("run.sh", "path.sh", "utils", "local", "egs", "kd")
@@ -199,8 +200,9 @@ def test_kaldi_dirs_at_8khz_to_decoded_teacher(tmp_path: Path, monkeypatch: pyte
     assert (teacher / "epoch-1.pt").is_file()
     for part in ("dev", "test"):
         assert (teacher / f"wer-{part}-greedy_search.txt").is_file()
-        assert (teacher / f"wer-{part}-modified_beam_search_beam_4_lm_0.3_bp_2.txt").is_file()  # LM fusion
-    assert (recipe / "exp" / "kaldi" / "lm" / "epoch-1.pt").is_file()
+        assert (teacher / f"wer-{part}-modified_beam_search_beam_4_lm_0.45_bp_1.txt").is_file()  # LM fusion
+    # A corpus without LM text of its own: the LM reads the training transcripts.
+    assert "train_cuts" in load_checkpoint(recipe / "exp" / "kaldi" / "lm" / "epoch-1.pt")
     assert (recipe / "exp" / "kaldi" / "results.md").is_file()
 
     # A finished data stage is skipped when rerun; --force true redoes it, outputs included.

@@ -20,6 +20,7 @@ from kd.data.synth.voices import ESPEAK, available_voices
 from kd.data.tokenizer import Tokenizer
 from kd.decode.tables import load_tables, student_rows
 from kd.models import ModelConfig
+from kd.train.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +44,9 @@ def test_quick_profile_runs_every_stage_and_table(tmp_path: Path) -> None:
     assert (recipe / "download" / "synth-test" / "corpus.json").is_file()
     lang = data / "lang_bpe_48"
     assert Tokenizer(lang / "bpe.model").vocab_size == 48
-    assert (exp / "lm" / "epoch-1.pt").is_file()
+    # The synthetic corpus' LM reads the text the corpus builder leaves beside the audio.
+    lm_state = load_checkpoint(exp / "lm" / "epoch-1.pt")
+    assert lm_state["train_text"] == "download/synth-test/lm-text.txt.gz"
 
     # The rows of ../conf/students/, reached through quick/students, build on the toy configs.
     quick = ROOT / "egs" / "synth" / "quick"

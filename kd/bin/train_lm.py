@@ -1,8 +1,11 @@
-"""Trains the LSTM LM on the transcripts of the training cuts (shallow fusion in decoding and targets).
+"""Trains the LSTM LM on training transcripts or a text file (shallow fusion in decoding and targets).
 
     python -m kd.bin.train_lm --train-cuts data/synth/fbank/synth_cuts_train.jsonl.gz \
         --valid-cuts data/synth/fbank/synth_cuts_dev.jsonl.gz --bpe-model data/synth/lang_bpe_32/bpe.model \
         --exp-dir exp/synth/lm [--config egs/synth/conf/lm.yaml] [num_epochs=5 hidden_dim=256 ...]
+
+``--train-text FILE`` (one sentence per line, plain or .gz, written as the transcripts are) replaces
+``--train-cuts``: the synthetic corpus' ``lm-text.txt.gz``, LibriSpeech's ``librispeech-lm-norm.txt``.
 
 Writes epoch-N.pt, config.yaml, ppl.json (training and validation perplexity per epoch), log/ and
 tensorboard/ into --exp-dir. Rerunning the same command resumes after the newest checkpoint; with a larger
@@ -24,8 +27,10 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--train-cuts", type=Path, required=True, help="CutSet whose transcripts train the LM"
+    train = parser.add_mutually_exclusive_group(required=True)
+    train.add_argument("--train-cuts", type=Path, help="CutSet whose transcripts train the LM")
+    train.add_argument(
+        "--train-text", type=Path, help="or a text file (plain or .gz) of one sentence per line"
     )
     parser.add_argument("--valid-cuts", type=Path, required=True, help="CutSet for the validation perplexity")
     parser.add_argument("--bpe-model", type=Path, required=True, help="the transducer's sentencepiece model")
@@ -48,7 +53,9 @@ def main() -> None:
     args = get_parser().parse_args()
     setup_logging(args.exp_dir / "log", "train_lm")
     config = load_config(args.config, args.overrides)
-    LmTrainer(config, args.exp_dir, args.train_cuts, args.valid_cuts, args.bpe_model).fit()
+    LmTrainer(
+        config, args.exp_dir, args.train_cuts, args.valid_cuts, args.bpe_model, train_text=args.train_text
+    ).fit()
 
 
 if __name__ == "__main__":

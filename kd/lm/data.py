@@ -1,16 +1,18 @@
-"""LM training text: the transcripts of a CutSet as token sequences, grouped into padded batches."""
+"""LM training text: a CutSet's transcripts or a text file's lines as token sequences, in padded batches."""
 
 from __future__ import annotations
 
+import gzip
 import logging
 import random
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 from lhotse import CutSet
 
 from kd.data.dataset import cut_text
-from kd.data.errors import TranscriptError
+from kd.data.errors import MissingFileError, TranscriptError
 from kd.data.tokenizer import Tokenizer
 from kd.lm.model import SENTENCE_BOUNDARY
 
@@ -36,6 +38,25 @@ def cut_sentences(cuts: CutSet, tokenizer: Tokenizer, where: str = "the cuts") -
         logging.info(
             "%s: %d of %d cuts have no transcript and are not used", where, num_cuts - len(texts), num_cuts
         )
+    return tokenizer.encode(texts)
+
+
+def text_sentences(path: str | Path, tokenizer: Tokenizer) -> list[list[int]]:
+    """Token ids of every non-blank line of a text file (plain or ``.gz``): one sentence per line, written
+    as the transcripts are (LibriSpeech's ``librispeech-lm-norm.txt``, the synthetic corpus' ``lm-text``).
+
+    Raises:
+        MissingFileError: no such file.
+        TranscriptError: the file holds no sentence.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{path}: LM training text not found (one sentence per line, plain or .gz)")
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        texts = [line.strip() for line in f if line.strip()]
+    if not texts:
+        raise TranscriptError(f"{path}: no sentences to train the LM on (one sentence per line)")
     return tokenizer.encode(texts)
 
 

@@ -1,4 +1,4 @@
-"""Training the LSTM LM on the transcripts of the training cuts.
+"""Training the LSTM LM on the transcripts of the training cuts or on a text file of sentences.
 
 Every epoch ends with the validation perplexity (``<exp>/ppl.json``, the log, tensorboard) and a checkpoint
 ``epoch-N.pt`` (model, optimiser, RNG states, config, tokenizer identity). A rerun resumes after the newest
@@ -25,7 +25,7 @@ from kd.config import ConfigError, from_dict, save_yaml, to_dict
 from kd.data.io import atomic_path, load_cuts
 from kd.data.tokenizer import Tokenizer
 from kd.lm.config import LmConfig
-from kd.lm.data import batches, cut_sentences
+from kd.lm.data import batches, cut_sentences, text_sentences
 from kd.lm.model import build_lm
 from kd.lm.restore import check_lm_tokenizer
 from kd.targets.manifest import TokenizerInfo, tokenizer_info
@@ -39,15 +39,26 @@ def perplexity(nll: float, num_tokens: int) -> float:
 
 
 class LmTrainer:
-    """Trains the LM of ``config`` on ``train_cuts``' transcripts into ``exp_dir``, validating on
-    ``valid_cuts``' transcripts; token ids come from the BPE model ``bpe_model``."""
+    """Trains the LM of ``config`` on ``train_cuts``' transcripts, or on the lines of ``train_text`` when it
+    is given (then ``train_cuts`` must be None), into ``exp_dir``, validating on ``valid_cuts``'
+    transcripts; token ids come from the BPE model ``bpe_model``."""
 
     def __init__(
-        self, config: LmConfig, exp_dir: Path, train_cuts: Path, valid_cuts: Path, bpe_model: Path
+        self,
+        config: LmConfig,
+        exp_dir: Path,
+        train_cuts: Path | None,
+        valid_cuts: Path,
+        bpe_model: Path,
+        train_text: Path | None = None,
     ) -> None:
+        if (train_cuts is None) == (train_text is None):
+            raise ValueError("give the LM's training text as train_cuts or as train_text, not both or none")
         self.config = config
         self.exp_dir = Path(exp_dir)
-        self.train_cuts, self.valid_cuts = Path(train_cuts), Path(valid_cuts)
+        self.train_data = Path(train_cuts if train_text is None else train_text)
+        self.train_is_text = train_text is not None
+        self.valid_cuts = Path(valid_cuts)
         self.device = resolve_device(config.device)
         if self.device.type == "cpu" and config.num_threads > 0:
             torch.set_num_threads(config.num_threads)
@@ -100,7 +111,7 @@ class LmTrainer:
             "global_step": self.global_step,
             "config": to_dict(self.config),
             "tokenizer": asdict(self.tokenizer_info),
-            "train_cuts": str(self.train_cuts),
+            "train_text" if self.train_is_text else "train_cuts": str(self.train_data),
             "train_ppl": train_ppl,
             "valid_ppl": valid_ppl,
         }
@@ -114,7 +125,10 @@ class LmTrainer:
             if self.epoch > self.config.num_epochs:
                 logging.info("%s: all %d epochs are trained", self.exp_dir, self.config.num_epochs)
                 return self._records()
-            train = cut_sentences(load_cuts(self.train_cuts), self.tokenizer, str(self.train_cuts))
+            if self.train_is_text:
+                train = text_sentences(self.train_data, self.tokenizer)
+            else:
+                train = cut_sentences(load_cuts(self.train_data), self.tokenizer, str(self.train_data))
             valid = cut_sentences(load_cuts(self.valid_cuts), self.tokenizer, str(self.valid_cuts))
             logging.info("LM text: %d training and %d validation sentences", len(train), len(valid))
             while self.epoch <= self.config.num_epochs:

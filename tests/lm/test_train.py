@@ -128,3 +128,65 @@ def test_load_lm_refuses_another_tokenizer(text_corpus, tmp_path):
     with pytest.raises(CheckpointError, match="no epoch-N.pt"):
         load_lm(tmp_path / "missing")
     assert load_lm(tmp_path, epoch=1, tokenizer=Tokenizer(text_corpus.bpe_model)).vocab_size == 26
+
+
+def test_a_text_file_trains_the_same_lm_as_the_cuts_of_its_sentences(text_corpus, tmp_path, monkeypatch):
+    """One sentence per line, gzipped or not, blank lines ignored: the same token sequences in the same order
+    as the labelled cuts', hence the same perplexities to the last digit."""
+    import gzip
+
+    from kd.data.errors import MissingFileError, TranscriptError
+    from kd.lm.data import text_sentences
+
+    texts = [s.text for c in load_cuts(text_corpus.train_cuts) for s in c.supervisions if s.text]
+    plain = tmp_path / "lm-text.txt"
+    plain.write_text("\n".join(texts[:5]) + "\n\n" + "\n".join(texts[5:]) + "\n")
+    packed = tmp_path / "lm-text.txt.gz"
+    with gzip.open(packed, "wt") as f:
+        f.write("\n".join(texts) + "\n")
+    tokenizer = Tokenizer(text_corpus.bpe_model)
+    expected = cut_sentences(load_cuts(text_corpus.train_cuts), tokenizer)
+    assert text_sentences(plain, tokenizer) == text_sentences(packed, tokenizer) == expected
+
+    from_cuts = train(text_corpus, tmp_path / "cuts", num_epochs=2)
+    config = LmConfig(**{**TINY, "num_epochs": 2})
+    from_text = LmTrainer(
+        config, tmp_path / "text", None, text_corpus.valid_cuts, text_corpus.bpe_model, train_text=packed
+    ).fit()
+    assert from_text == from_cuts
+    assert load_checkpoint(tmp_path / "text" / "epoch-2.pt")["train_text"] == str(packed)
+
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "train_lm",
+            "--train-text",
+            str(plain),
+            "--valid-cuts",
+            str(text_corpus.valid_cuts),
+            "--bpe-model",
+            str(text_corpus.bpe_model),
+            "--exp-dir",
+            str(tmp_path / "cli"),
+            *[f"{k}={v}" for k, v in TINY.items()],
+            "num_epochs=2",
+        ],
+    )
+    train_lm.main()
+    assert json.loads((tmp_path / "cli" / "ppl.json").read_text()) == from_cuts
+
+    with pytest.raises(MissingFileError, match="lm-text.gz: LM training text not found"):
+        text_sentences(tmp_path / "lm-text.gz", tokenizer)
+    (tmp_path / "blank.txt").write_text("\n  \n")
+    with pytest.raises(TranscriptError, match="blank.txt: no sentences"):
+        text_sentences(tmp_path / "blank.txt", tokenizer)
+    with pytest.raises(ValueError, match="not both or none"):
+        LmTrainer(
+            config,
+            tmp_path / "x",
+            text_corpus.train_cuts,
+            text_corpus.valid_cuts,
+            text_corpus.bpe_model,
+            train_text=packed,
+        )

@@ -5,6 +5,7 @@ One small corpus is built per session and shared; tests that modify a corpus wor
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import shutil
@@ -90,6 +91,21 @@ def test_unlabelled_transcripts_are_withheld(corpus: Path) -> None:
     assert flacs and set(held) == flacs
 
 
+def test_lm_text_leaves_out_every_sentence_of_dev_test_and_unlabelled(corpus: Path) -> None:
+    lm = gzip.decompress((corpus / "lm-text.txt.gz").read_bytes()).decode().splitlines()
+    assert len(lm) == json.loads((corpus / "corpus.json").read_text())["sentences"]["lm_text"] > 0
+    lines = {s: [] for s in SPLITS}
+    for split in SPLITS:
+        folder = corpus / ("unlabelled-transcripts" if split == "unlabelled" else split)
+        for t in folder.rglob("*.trans.txt"):
+            lines[split] += [line.split(" ", 1)[1] for line in t.read_text().splitlines()]
+    text = "\n".join(lm)
+    # the test corpus reads one sentence per utterance: whole transcripts are whole sentences
+    assert all(t in lm for t in lines["train"])
+    assert not any(t in lm for s in ("dev", "test", "unlabelled") for t in lines[s])
+    assert text == text.upper()
+
+
 def test_splits_are_disjoint_by_speaker_and_family(corpus: Path) -> None:
     rows = _speakers(corpus)
     assert {r["split"] for r in rows} == set(SPLITS)
@@ -112,6 +128,7 @@ def test_same_seed_same_bytes_other_seed_differs(corpus: Path, tmp_path: Path) -
     again = _build(tmp_path / "again", seed=11, nj=1)  # another worker count must not matter
     assert _files(again) == _files(corpus)
     assert (again / "SPEAKERS.txt").read_text() == (corpus / "SPEAKERS.txt").read_text()
+    assert (again / "lm-text.txt.gz").read_bytes() == (corpus / "lm-text.txt.gz").read_bytes()
     other = _build(tmp_path / "other", seed=12, nj=2)
     assert _files(other) != _files(corpus)
     assert {line for t in other.rglob("*.trans.txt") for line in t.read_text().splitlines()} != {

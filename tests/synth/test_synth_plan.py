@@ -17,6 +17,7 @@ from kd.data.synth.plan import (
     CorpusSize,
     NotEnoughTextError,
     estimated_seconds,
+    lm_sentences,
     make_plan,
 )
 from kd.data.synth.text import Sentence
@@ -65,6 +66,19 @@ def test_plan_splits_are_disjoint_by_family_speaker_and_text() -> None:
             assert not texts[a] & texts[b]
     assert len({u.id for u in plan.utterances}) == len(plan.utterances)
     assert [u.index for u in plan.utterances] == list(range(len(plan.utterances)))
+
+
+def test_lm_text_is_the_list_but_for_what_dev_test_and_unlabelled_read() -> None:
+    plan = make_plan(SENTENCES, VOICES, SMALL, seed=3)
+    for u in plan.utterances:
+        assert " ".join(u.sentences) == u.transcript
+    read = {s: {t for u in plan.utterances if u.split == s for t in u.sentences} for s in SPLITS}
+    doubled = [*SENTENCES, SENTENCES[0]]  # a sentence twice in the list is written once
+    lm = lm_sentences(doubled, plan)
+    assert len(lm) == len(set(lm))
+    assert set(lm) == {s.transcript for s in SENTENCES} - read[DEV] - read[TEST] - read[UNLABELLED]
+    assert read[TRAIN] <= set(lm) and read[DEV] and read[TEST] and read[UNLABELLED]
+    assert lm == [s.transcript for s in SENTENCES if s.transcript in set(lm)]  # in list order
 
 
 def test_plan_is_a_function_of_the_seed() -> None:

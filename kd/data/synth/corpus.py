@@ -3,10 +3,13 @@
 ``<root>/<split>/<spk>/<chap>/<spk>-<chap>-<utt>.flac`` with ``<spk>-<chap>.trans.txt`` beside them for
 train/dev/test; the ``unlabelled`` split's transcripts go to ``<root>/unlabelled-transcripts/`` instead, so
 that ``lhotse.recipes.prepare_librispeech`` sees no text for it but pseudo-labels can still be scored.
+``<root>/lm-text.txt.gz`` holds the LM's training text (:func:`kd.data.synth.plan.lm_sentences`): the
+sentences within the corpus' vocabulary but for those dev, test and unlabelled read, one transcript per line.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import logging
@@ -31,6 +34,7 @@ from kd.data.synth.plan import (
     CorpusPlan,
     CorpusSize,
     Utterance,
+    lm_sentences,
     make_plan,
     oov_rate,
 )
@@ -41,6 +45,7 @@ log = logging.getLogger(__name__)
 
 CHUNK = 12  # utterances of one chapter per task: festival starts once per task
 CONFIG_FILE = ".synth-config.json"
+LM_TEXT = "lm-text.txt.gz"
 DEFAULT_SENTENCES = Path(__file__).resolve().parents[3] / "local" / "data" / "sentences.txt.gz"
 
 
@@ -153,6 +158,14 @@ def _write_transcripts(root: Path, plan: CorpusPlan, done: set[str]) -> None:
             _atomic_write_text(path, lines)
 
 
+def _write_lm_text(path: Path, sentences: Sequence[str]) -> None:
+    """One sentence per line, gzipped with no timestamp so that a rebuild writes the same bytes."""
+    data = gzip.compress(("\n".join(sentences) + "\n").encode(), mtime=0)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
 def _write_speakers(root: Path, plan: CorpusPlan, seconds_by_speaker: dict[int, float]) -> None:
     lines = [
         "; Synthetic speakers: one TTS voice with a fixed rate and pitch shift each.",
@@ -190,7 +203,8 @@ def build_corpus(
     voices = available_voices()
     sentences_path = Path(sentences_path or DEFAULT_SENTENCES)
     sentences = read_sentences(sentences_path)
-    plan = make_plan(restrict_vocabulary(sentences, size.max_vocab), voices, size, seed)
+    within_vocab = restrict_vocabulary(sentences, size.max_vocab)
+    plan = make_plan(within_vocab, voices, size, seed)
     root.mkdir(parents=True, exist_ok=True)
     _check_config(
         root,
@@ -238,6 +252,9 @@ def build_corpus(
             split_seconds[u.split] += seconds[u.id]
             split_utts[u.split] += 1
     _write_speakers(root, plan, by_speaker)
+    # The LM reads the corpus' own kind of text: sentences within its vocabulary.
+    lm_text = lm_sentences(within_vocab, plan)
+    _write_lm_text(root / LM_TEXT, lm_text)
     wall = time.time() - start
     summary = {
         "seed": seed,
@@ -255,6 +272,7 @@ def build_corpus(
             "list": len(sentences),
             "within_vocab": plan.sentences_available,
             "used": plan.sentences_used,
+            "lm_text": len(lm_text),
         },
         "oov_rate_vs_train": {s: round(oov_rate(plan, s), 4) for s in SPLITS if s != TRAIN},
         "failed": sorted(failed),

@@ -115,6 +115,7 @@ class Utterance:
     number: int
     text: str  # what the engine reads (one to three sentences)
     transcript: str
+    sentences: tuple[str, ...] = ()  # the transcripts of those sentences
 
     @property
     def id(self) -> str:
@@ -261,6 +262,7 @@ def make_plan(
                             number,
                             " ".join(s.text for s in chosen),
                             " ".join(s.transcript for s in chosen),
+                            tuple(s.transcript for s in chosen),
                         )
                     )
                     spent += est
@@ -273,3 +275,15 @@ def oov_rate(plan: CorpusPlan, split: str, reference: str = TRAIN) -> float:
     seen = {w for u in plan.utterances if u.split == reference for w in u.transcript.split()}
     words = [w for u in plan.utterances if u.split == split for w in u.transcript.split()]
     return sum(w not in seen for w in words) / max(1, len(words))
+
+
+def lm_sentences(sentences: Sequence[Sentence], plan: CorpusPlan) -> list[str]:
+    """The LM's training text: each distinct transcript of ``sentences`` once, in list order, except the
+    sentences read in dev, test and unlabelled, as LibriSpeech's LM text leaves out its test books."""
+    held_out = {t for u in plan.utterances if u.split != TRAIN for t in u.sentences}
+    out, seen = [], set()
+    for s in sentences:
+        if s.transcript not in seen and s.transcript not in held_out:
+            out.append(s.transcript)
+        seen.add(s.transcript)
+    return out
