@@ -95,12 +95,23 @@ class LmTrainer:
         path = found[max(found)]
         state = load_checkpoint(path)
         check_lm_tokenizer(from_dict(TokenizerInfo, state["tokenizer"]), self.tokenizer_info, str(path))
+        source = self._source()
+        old = {k: state[k] for k in ("train_cuts", "train_text") if k in state}
+        if old != source:
+            # Resuming would mix two texts in one LM, or call an LM of the old text finished.
+            raise ConfigError(
+                f"{path} was trained on {old}, not on {source}; use another --exp-dir or remove the old LM"
+            )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
         self.epoch = state["epoch"] + 1
         self.global_step = state["global_step"]
         logging.info("resumed from %s: epoch %d, global batch %d", path, self.epoch, self.global_step)
+
+    def _source(self) -> dict[str, str]:
+        """What the LM trains on, as its checkpoints record it."""
+        return {"train_text" if self.train_is_text else "train_cuts": str(self.train_data)}
 
     def _state(self, train_ppl: float, valid_ppl: float) -> dict[str, Any]:
         return {
@@ -111,7 +122,7 @@ class LmTrainer:
             "global_step": self.global_step,
             "config": to_dict(self.config),
             "tokenizer": asdict(self.tokenizer_info),
-            "train_text" if self.train_is_text else "train_cuts": str(self.train_data),
+            **self._source(),
             "train_ppl": train_ppl,
             "valid_ppl": valid_ppl,
         }

@@ -181,6 +181,12 @@ def test_a_text_file_trains_the_same_lm_as_the_cuts_of_its_sentences(text_corpus
     (tmp_path / "blank.txt").write_text("\n  \n")
     with pytest.raises(TranscriptError, match="blank.txt: no sentences"):
         text_sentences(tmp_path / "blank.txt", tokenizer)
+    # An LM of one text does not resume (nor pass as finished) on another.
+    more = LmConfig(**{**TINY, "num_epochs": 3})
+    with pytest.raises(ConfigError, match="was trained on .*'train_text'.*not on .*'train_cuts'"):
+        LmTrainer(
+            more, tmp_path / "text", text_corpus.train_cuts, text_corpus.valid_cuts, text_corpus.bpe_model
+        ).fit()
     with pytest.raises(ValueError, match="not both or none"):
         LmTrainer(
             config,

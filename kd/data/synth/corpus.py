@@ -71,11 +71,15 @@ def flac_seconds(path: Path) -> float | None:
         return None
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
+    tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    _atomic_write_bytes(path, text.encode())
 
 
 def _make_chunk(args: tuple[Path, int, list[Utterance]]) -> list[tuple[str, float | None, str]]:
@@ -160,10 +164,7 @@ def _write_transcripts(root: Path, plan: CorpusPlan, done: set[str]) -> None:
 
 def _write_lm_text(path: Path, sentences: Sequence[str]) -> None:
     """One sentence per line, gzipped with no timestamp so that a rebuild writes the same bytes."""
-    data = gzip.compress(("\n".join(sentences) + "\n").encode(), mtime=0)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    _atomic_write_bytes(path, gzip.compress(("\n".join(sentences) + "\n").encode(), mtime=0))
 
 
 def _write_speakers(root: Path, plan: CorpusPlan, seconds_by_speaker: dict[int, float]) -> None:
