@@ -43,7 +43,8 @@ def cut_sentences(cuts: CutSet, tokenizer: Tokenizer, where: str = "the cuts") -
 
 def text_sentences(path: str | Path, tokenizer: Tokenizer) -> list[list[int]]:
     """Token ids of every non-blank line of a text file (plain or ``.gz``): one sentence per line, written
-    as the transcripts are (LibriSpeech's ``librispeech-lm-norm.txt``, the synthetic corpus' ``lm-text``).
+    as the transcripts are (part of LibriSpeech's ``librispeech-lm-norm.txt``, the synthetic corpus'
+    ``lm-text``). The whole text is read and tokenised into memory, as the transcripts of a CutSet are.
 
     Raises:
         MissingFileError: no such file.
