@@ -114,8 +114,11 @@ class Utterance:
     chapter: int
     number: int
     text: str  # what the engine reads (one to three sentences)
-    transcript: str
-    sentences: tuple[str, ...] = ()  # the transcripts of those sentences
+    sentences: tuple[str, ...]  # the transcripts of those sentences
+
+    @property
+    def transcript(self) -> str:
+        return " ".join(self.sentences)
 
     @property
     def id(self) -> str:
@@ -261,7 +264,6 @@ def make_plan(
                             chapter,
                             number,
                             " ".join(s.text for s in chosen),
-                            " ".join(s.transcript for s in chosen),
                             tuple(s.transcript for s in chosen),
                         )
                     )
