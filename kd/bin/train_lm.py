@@ -5,8 +5,8 @@
         --exp-dir exp/synth/lm [--config egs/synth/conf/lm.yaml] [num_epochs=5 hidden_dim=256 ...]
 
 ``--train-text FILE`` (one sentence per line, plain or .gz, written as the transcripts are) replaces
-``--train-cuts``: the synthetic corpus' ``lm-text.txt.gz``, part of LibriSpeech's ``librispeech-lm-norm.txt``
-(the text is held in memory as token lists: millions of lines, not its 40 million).
+``--train-cuts``: the synthetic corpus' ``lm-text.txt.gz``, LibriSpeech's ``librispeech-lm-norm.txt`` (40 M
+lines: it is tokenised once, resumably, into ``<exp-dir>/text_tokens/`` and read from disk, not memory).
 
 Writes epoch-N.pt, config.yaml, ppl.json (training and validation perplexity per epoch), log/ and
 tensorboard/ into --exp-dir. Rerunning the same command resumes after the newest checkpoint; with a larger

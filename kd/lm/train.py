@@ -3,7 +3,9 @@
 Every epoch ends with the validation perplexity (``<exp>/ppl.json``, the log, tensorboard) and a checkpoint
 ``epoch-N.pt`` (model, optimiser, RNG states, config, tokenizer identity). A rerun resumes after the newest
 checkpoint and never repeats a finished epoch; its batches and dropout masks are those of an uninterrupted
-run, because the batch order depends only on the seed and the epoch and the RNG states are restored.
+run, because the batch order depends only on the seed and the epoch and the RNG states are restored. A text
+file is tokenised once into ``<exp>/text_tokens/`` and read from there memory-mapped, so its size is bounded
+by the disk, not the memory.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from kd.config import ConfigError, from_dict, save_yaml, to_dict
 from kd.data.io import atomic_path, load_cuts
 from kd.data.tokenizer import Tokenizer
 from kd.lm.config import LmConfig
-from kd.lm.data import batches, cut_sentences, text_sentences
+from kd.lm.data import batches, cut_sentences
 from kd.lm.model import build_lm
 from kd.lm.restore import check_lm_tokenizer
+from kd.lm.tokens import TokenStore, tokenize_text
 from kd.targets.manifest import TokenizerInfo, tokenizer_info
 from kd.train.checkpoint import epoch_checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from kd.train.trainer import resolve_device, seed_everything
@@ -137,7 +140,7 @@ class LmTrainer:
                 logging.info("%s: all %d epochs are trained", self.exp_dir, self.config.num_epochs)
                 return self._records()
             if self.train_is_text:
-                train = text_sentences(self.train_data, self.tokenizer)
+                train = tokenize_text(self.train_data, self.tokenizer, self.exp_dir / "text_tokens")
             else:
                 train = cut_sentences(load_cuts(self.train_data), self.tokenizer, str(self.train_data))
             valid = cut_sentences(load_cuts(self.valid_cuts), self.tokenizer, str(self.valid_cuts))
@@ -153,7 +156,7 @@ class LmTrainer:
                 self.writer.close()
         return self._records()
 
-    def _train_epoch(self, sentences: list[list[int]]) -> float:
+    def _train_epoch(self, sentences: TokenStore) -> float:
         cfg = self.config
         self.model.train()
         nll_total, num_tokens = 0.0, 0
@@ -190,7 +193,7 @@ class LmTrainer:
         return train_ppl
 
     @torch.no_grad()
-    def _validate(self, sentences: list[list[int]]) -> float:
+    def _validate(self, sentences: TokenStore) -> float:
         self.model.eval()
         nll_total, num_tokens = 0.0, 0
         for tokens, lens in batches(sentences, self.config.max_tokens, self.config.max_sentences):

@@ -136,7 +136,7 @@ def test_a_text_file_trains_the_same_lm_as_the_cuts_of_its_sentences(text_corpus
     import gzip
 
     from kd.data.errors import MissingFileError, TranscriptError
-    from kd.lm.data import text_sentences
+    from kd.lm.tokens import tokenize_text
 
     texts = [s.text for c in load_cuts(text_corpus.train_cuts) for s in c.supervisions if s.text]
     plain = tmp_path / "lm-text.txt"
@@ -146,7 +146,9 @@ def test_a_text_file_trains_the_same_lm_as_the_cuts_of_its_sentences(text_corpus
         f.write("\n".join(texts) + "\n")
     tokenizer = Tokenizer(text_corpus.bpe_model)
     expected = cut_sentences(load_cuts(text_corpus.train_cuts), tokenizer)
-    assert text_sentences(plain, tokenizer) == text_sentences(packed, tokenizer) == expected
+    for text in (plain, packed):
+        store = tokenize_text(text, tokenizer, tmp_path / f"tokens-{text.name}")
+        assert list(store) == list(expected)
 
     from_cuts = train(text_corpus, tmp_path / "cuts", num_epochs=2)
     config = LmConfig(**{**TINY, "num_epochs": 2})
@@ -177,10 +179,10 @@ def test_a_text_file_trains_the_same_lm_as_the_cuts_of_its_sentences(text_corpus
     assert json.loads((tmp_path / "cli" / "ppl.json").read_text()) == from_cuts
 
     with pytest.raises(MissingFileError, match="lm-text.gz: LM training text not found"):
-        text_sentences(tmp_path / "lm-text.gz", tokenizer)
+        tokenize_text(tmp_path / "lm-text.gz", tokenizer, tmp_path / "missing")
     (tmp_path / "blank.txt").write_text("\n  \n")
     with pytest.raises(TranscriptError, match="blank.txt: no sentences"):
-        text_sentences(tmp_path / "blank.txt", tokenizer)
+        tokenize_text(tmp_path / "blank.txt", tokenizer, tmp_path / "blank")
     # An LM of one text does not resume (nor pass as finished) on another.
     more = LmConfig(**{**TINY, "num_epochs": 3})
     with pytest.raises(ConfigError, match="was trained on .*'train_text'.*not on .*'train_cuts'"):
