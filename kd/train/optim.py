@@ -1,7 +1,8 @@
 """Optimiser and learning-rate schedule.
 
-The schedule is icefall's Eden shape (decay in both batches and epochs) multiplied by a linear warm-up,
-which is what lets a transducer train stably from scratch at a high peak learning rate.
+The optimiser is AdamW or icefall's ScaledAdam (:mod:`kd.train.scaled_adam`). The schedule is icefall's
+Eden shape (decay in both batches and epochs) multiplied by a linear warm-up, which is what lets a
+transducer train stably from scratch at a high peak learning rate.
 """
 
 from __future__ import annotations
@@ -10,17 +11,29 @@ from dataclasses import dataclass
 
 import torch
 
+from kd.config import ConfigError
+from kd.train.scaled_adam import ScaledAdam
+
+OPTIMIZERS = ("adamw", "scaled_adam")
+
 
 @dataclass
 class OptimConfig:
-    lr: float = 3e-3  # peak learning rate (after warm-up)
-    weight_decay: float = 1e-3  # AdamW decoupled weight decay
+    name: str = "adamw"  # adamw | scaled_adam
+    lr: float = 3e-3  # peak learning rate (after warm-up); for scaled_adam the relative change per step
+    weight_decay: float = 1e-3  # AdamW decoupled weight decay (scaled_adam bounds each tensor's RMS instead)
     betas: tuple[float, float] = (0.9, 0.98)
     warmup_batches: int = 500  # linear warm-up from warmup_start * lr
     warmup_start: float = 0.1
     lr_batches: float = 5000.0  # Eden: batches after which the lr starts decaying noticeably
     lr_epochs: float = 6.0  # Eden: epochs after which the lr starts decaying noticeably
-    grad_clip: float = 5.0  # max global grad norm (0 disables clipping)
+    grad_clip: float = 5.0  # AdamW: max global grad norm (0 disables clipping)
+    # scaled_adam: clip above this times the median of the last 100 gradient norms (0 disables clipping)
+    clipping_scale: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.name not in OPTIMIZERS:
+            raise ConfigError(f"optim.name: {self.name!r} is not one of {', '.join(OPTIMIZERS)}")
 
 
 class EdenWarmup(torch.optim.lr_scheduler.LRScheduler):
@@ -66,7 +79,11 @@ class EdenWarmup(torch.optim.lr_scheduler.LRScheduler):
 
 
 def build_optimizer(model: torch.nn.Module, config: OptimConfig) -> tuple[torch.optim.Optimizer, EdenWarmup]:
-    """AdamW without weight decay on biases and norm gains, plus the schedule."""
+    """The optimiser (AdamW without weight decay on biases and norm gains, or ScaledAdam) and the schedule."""
+    if config.name == "scaled_adam":
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = ScaledAdam(params, lr=config.lr, betas=config.betas, clipping_scale=config.clipping_scale)
+        return optimizer, EdenWarmup(optimizer, config)
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:

@@ -43,6 +43,7 @@ from kd.train.distributed import DistInfo, all_reduce_sum, cleanup_distributed, 
 from kd.train.objective import BatchLoss, Objective, TransducerObjective
 from kd.train.optim import build_optimizer
 from kd.train.precision import autocast, uses_bfloat16
+from kd.train.scaled_adam import ScaledAdam
 from kd.train.sparsity import Pruner
 
 ObjectiveFactory = Callable[[TrainConfig, Tokenizer], Objective]
@@ -317,7 +318,10 @@ class Trainer:
             if self.is_main and self.global_step % cfg.log_interval == 0:
                 per_frame = {k: v / loss.num_frames for k, v in loss.terms.items()}
                 bar.set_postfix({k: f"{v:.3f}" for k, v in per_frame.items()})
-                self._log_scalars("train", per_frame, grad_norm=grad_norm)
+                clipping = {}
+                if isinstance(self.optimizer, ScaledAdam):
+                    clipping = {"clipped_steps": self.optimizer.clipped_steps}
+                self._log_scalars("train", per_frame, grad_norm=grad_norm, **clipping)
             if cfg.save_every_n and self.global_step % cfg.save_every_n == 0 and self.is_main:
                 save_checkpoint(
                     self.exp_dir / f"checkpoint-{self.global_step}.pt", self._state(sampler, False)
@@ -343,10 +347,12 @@ class Trainer:
         }
 
     def _clip_gradients(self) -> float:
+        """The global gradient norm, clipped to ``optim.grad_clip`` (ScaledAdam clips in its own step)."""
         clip = self.config.optim.grad_clip
+        if isinstance(self.optimizer, ScaledAdam) or clip <= 0:
+            clip = float("inf")
         params = [p for p in self.model.parameters() if p.grad is not None]
-        norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
-        return float(norm)
+        return float(torch.nn.utils.clip_grad_norm_(params, clip))
 
     @torch.no_grad()
     def _validate(self, cuts: CutSet) -> float:

@@ -75,9 +75,11 @@ def test_validation_every_n_epochs_and_after_the_last(tiny, tmp_path):
         load_yaml(TrainConfig, tiny.config_file(tmp_path, train={"valid_every_n_epochs": 0}))
 
 
-def test_resume_after_kill_equals_uninterrupted_run(tiny, tmp_path):
+@pytest.mark.parametrize("optimizer", ["adamw", "scaled_adam"])
+def test_resume_after_kill_equals_uninterrupted_run(tiny, tmp_path, optimizer):
     """SIGKILL mid-epoch, rerun the same command: the final weights equal those of a run never killed."""
-    config = tiny.config_file(tmp_path, train={"save_every_n": 1, "keep_last_k": 3})
+    optim = {"name": optimizer} if optimizer == "adamw" else {"name": optimizer, "lr": 0.045}
+    config = tiny.config_file(tmp_path, train={"save_every_n": 1, "keep_last_k": 3}, optim=optim)
     reference = tmp_path / "reference"
     subprocess.run(_train_cli(config, reference), env=_env(), check=True, capture_output=True)
 
