@@ -88,8 +88,6 @@ class ScaledAdam(torch.optim.Optimizer):
         group = self.param_groups[0]
         params = [p for p in group["params"] if p.grad is not None]
         for p in params:
-            if p.grad.is_sparse:
-                raise ValueError("ScaledAdam does not support sparse gradients")
             if not self.state[p]:
                 self._init_state(p, group)
         tensors = [p for p in params if p.numel() > 1]
@@ -106,6 +104,8 @@ class ScaledAdam(torch.optim.Optimizer):
         self.step_count += 1
 
     def _init_state(self, p: torch.Tensor, group: dict[str, Any]) -> None:
+        if p.grad.is_sparse:
+            raise ValueError("ScaledAdam does not support sparse gradients")
         state = self.state[p]
         state["delta"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)

@@ -304,8 +304,7 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 continue
             (loss.total / max(loss.num_frames, 1)).backward()
-            grad_norm = self._clip_gradients()
-            self.optimizer.step()
+            step_scalars = self._optimizer_step()
             self.optimizer.zero_grad(set_to_none=True)
             self.scheduler.step()
             self.global_step += 1
@@ -318,10 +317,7 @@ class Trainer:
             if self.is_main and self.global_step % cfg.log_interval == 0:
                 per_frame = {k: v / loss.num_frames for k, v in loss.terms.items()}
                 bar.set_postfix({k: f"{v:.3f}" for k, v in per_frame.items()})
-                clipping = {}
-                if isinstance(self.optimizer, ScaledAdam):
-                    clipping = {"clipped_steps": self.optimizer.clipped_steps}
-                self._log_scalars("train", per_frame, grad_norm=grad_norm, **clipping)
+                self._log_scalars("train", per_frame, **step_scalars)
             if cfg.save_every_n and self.global_step % cfg.save_every_n == 0 and self.is_main:
                 save_checkpoint(
                     self.exp_dir / f"checkpoint-{self.global_step}.pt", self._state(sampler, False)
@@ -346,13 +342,20 @@ class Trainer:
             "train": {k: v / max(frames, 1) for k, v in totals.items()},
         }
 
-    def _clip_gradients(self) -> float:
-        """The global gradient norm, clipped to ``optim.grad_clip`` (ScaledAdam clips in its own step)."""
+    def _optimizer_step(self) -> dict[str, float]:
+        """Clips the gradients and steps; returns the gradient norm (and ScaledAdam's clip count) to log.
+
+        AdamW's gradients are clipped to the global norm ``optim.grad_clip``; ScaledAdam clips in its own
+        step against its recent median and reports the norm it measured (each tensor's scaled by its RMS).
+        """
+        if isinstance(self.optimizer, ScaledAdam):
+            self.optimizer.step()
+            return {"grad_norm": self.optimizer.last_grad_norm, "clipped_steps": self.optimizer.clipped_steps}
         clip = self.config.optim.grad_clip
-        if isinstance(self.optimizer, ScaledAdam) or clip <= 0:
-            clip = float("inf")
         params = [p for p in self.model.parameters() if p.grad is not None]
-        return float(torch.nn.utils.clip_grad_norm_(params, clip))
+        norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
+        self.optimizer.step()
+        return {"grad_norm": float(norm)}
 
     @torch.no_grad()
     def _validate(self, cuts: CutSet) -> float:
