@@ -72,6 +72,8 @@ def flac_seconds(path: Path) -> float | None:
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    # Not kd.data.io.atomic_path, whose temporary name keeps the suffix: a kill would leave a hidden
+    # ``*.trans.txt`` in the tree that lhotse's LibriSpeech recipe then reads as a transcript file.
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)
