@@ -43,6 +43,7 @@ PRESET_VARIANTS = {
     "librispeech/student_streaming": ("librispeech_student", {"causal": True}),
     "librispeech/sparse_student": ("librispeech_teacher", {}),
     "librispeech/colearn_student": ("librispeech_student", {}),
+    "synth/teacher_12ep": ("synth_teacher", {}),
 }
 
 
