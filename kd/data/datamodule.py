@@ -14,8 +14,10 @@ cuts to every batch (``batch["targets"]``).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -67,6 +69,15 @@ class DataConfig:
             )
 
 
+@contextlib.contextmanager
+def _eager_cuts_intended() -> Iterator[None]:
+    """Silences lhotse's warning that a sampler over an eager CutSet saves no memory: the trainer reads its
+    cuts eagerly on purpose (it counts and filters them first), and these corpora fit in memory."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*eagerly read CutSet.*")
+        yield
+
+
 class AsrDataModule:
     """Builds the training and evaluation dataloaders of :class:`~kd.data.dataset.AsrDataset` batches."""
 
@@ -97,9 +108,7 @@ class AsrDataModule:
         cfg = self.config
         if cfg.speed_perturb:
             cuts = cuts + cuts.perturb_speed(0.9) + cuts.perturb_speed(1.1)
-        with warnings.catch_warnings():
-            # lhotse warns that eager CutSets waste memory; small corpora are loaded eagerly on purpose.
-            warnings.filterwarnings("ignore", message=".*eagerly read CutSet.*")
+        with _eager_cuts_intended():
             sampler = DynamicBucketingSampler(
                 cuts,
                 max_duration=cfg.max_duration,
@@ -121,7 +130,8 @@ class AsrDataModule:
 
     def eval_dataloader(self, cuts: CutSet, *, rank: int = 0, world_size: int = 1) -> DataLoader:
         """Batches of ``cuts`` in manifest order, no augmentation (this rank's share when world_size > 1)."""
-        sampler = DynamicCutSampler(
-            cuts, max_duration=self.config.max_duration, shuffle=False, rank=rank, world_size=world_size
-        )
+        with _eager_cuts_intended():
+            sampler = DynamicCutSampler(
+                cuts, max_duration=self.config.max_duration, shuffle=False, rank=rank, world_size=world_size
+            )
         return self._loader(AsrDataset(self.config.on_the_fly_feats, targets=self.targets), sampler)

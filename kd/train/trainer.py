@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from lhotse import CutSet
+from lhotse.cut import Cut
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
@@ -66,6 +67,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def has_transcript(cut: Cut) -> bool:
+    """Whether the cut's first supervision has a non-empty transcript (a named function, not a lambda: lhotse
+    warns that a lambda in a lazy filter cannot be pickled into forked dataloader workers)."""
+    return bool(cut.supervisions) and bool(cut.supervisions[0].text)
+
+
 def load_labelled_cuts(path: str, what: str) -> CutSet:
     """Reads a CutSet and keeps the cuts that carry a transcript, saying how many were left out."""
     if not path:
@@ -73,7 +80,7 @@ def load_labelled_cuts(path: str, what: str) -> CutSet:
     if not Path(path).is_file():
         raise ConfigError(f"paths.{what}: {path} not found; run the data stages of run.sh first")
     cuts = CutSet.from_file(path)
-    labelled = cuts.filter(lambda c: bool(c.supervisions) and bool(c.supervisions[0].text)).to_eager()
+    labelled = cuts.filter(has_transcript).to_eager()
     dropped = len(cuts) - len(labelled)
     if dropped:
         logging.warning(
