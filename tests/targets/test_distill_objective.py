@@ -134,11 +134,11 @@ def test_hard_targets_train_unlabelled_cuts_on_confident_hypotheses_only(generat
 def test_a_student_trains_on_stored_targets_with_unlabelled_cuts(generated, corpus, teacher_dir, tmp_path):
     from kd.config import load_yaml
     from kd.train.config import TrainConfig
-    from kd.train.trainer import Trainer, load_labelled_cuts
+    from kd.train.trainer import Trainer, has_transcript, load_labelled_cuts
 
     targets = targets_cuts_path(generated.out_dir, "mixed")
     unlabelled = tmp_path / "unlabelled_targets.jsonl.gz"
-    CutSet.from_file(targets).filter(lambda c: not c.supervisions[0].text).to_file(unlabelled)
+    CutSet.from_cuts(c for c in CutSet.from_file(targets) if not has_transcript(c)).to_file(unlabelled)
     config = {
         "model": TINY_MODEL,
         "data": {"max_duration": 2.0, "num_buckets": 2, "spec_augment": False},
