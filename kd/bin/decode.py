@@ -4,6 +4,7 @@
         --methods greedy_search modified_beam_search --cuts data/synth/fbank/synth_cuts_test.jsonl.gz
 
 Writes recogs-/errs-/wer-<set>-<method>.txt (+ .json) into --exp-dir; <set> is the cuts file's split name.
+--epoch 12 --avg 3 --suffix epoch-12-avg-3 tags them <method>_epoch-12-avg-3, beside other epochs' decodes.
 A co-learning experiment (kd.mode: colearn) holds a teacher and a student: the student is decoded unless
 --part teacher is given, whose results are tagged teacher_<method> in the same --exp-dir.
 The method modified_beam_search_lm_shallow_fusion with --lm-exp exp/synth/lm --lm-scale 0.3 fuses an LSTM LM
@@ -106,6 +107,13 @@ def get_parser() -> argparse.ArgumentParser:
         "non-causal models are not measured",
     )
     parser.add_argument(
+        "--suffix",
+        default="",
+        help="appended to every result's tag as _<suffix> (letters, digits, '.', '-', '_'), e.g. "
+        "epoch-12-avg-3: decodes of several checkpoints side by side in --exp-dir (run.sh's tables read "
+        "the unsuffixed ones)",
+    )
+    parser.add_argument(
         "--part",
         choices=("student", "teacher"),
         default=None,
@@ -168,6 +176,8 @@ def main() -> None:
             parser.error(f"{option} must be a finite number, got {value}")
     if args.max_sym_per_frame < 1:
         parser.error(f"--max-sym-per-frame must be at least 1, got {args.max_sym_per_frame}")
+    if args.suffix and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", args.suffix):
+        parser.error(f"--suffix {args.suffix!r}: use letters, digits, '.', '-' and '_' (it names files)")
     setup_logging(args.exp_dir / "log", "decode")
     device = resolve_device(args.device)
     if args.num_threads > 0:
@@ -231,6 +241,8 @@ def main() -> None:
                 tag = f"first_pass_{tag}"
             if args.part == "teacher":
                 tag = f"teacher_{tag}"
+            if args.suffix:
+                tag = f"{tag}_{args.suffix}"
             wer = save_results(args.exp_dir, name, tag, results, rtf=rtf, model_info=info, latency=latency)
             logging.info("%s %s: %s (RTF %.4f)", name, tag, wer, rtf)
 

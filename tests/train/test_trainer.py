@@ -175,3 +175,15 @@ def test_decode_with_averaging(tiny, tmp_path):
     assert stats["num_utts"] == 4 and stats["model"]["avg"] == 2 and stats["model"]["epoch"] == 2
     assert (exp / "errs-dev-modified_beam_search_beam_4.txt").is_file()
     assert (exp / "recogs-dev-greedy_search.txt").is_file()
+    # An earlier checkpoint's decode goes beside it under its suffix and leaves the unsuffixed one alone.
+    first = [*cmd[:5], "--epoch", "1", "--avg", "1", "--methods", "greedy_search"]
+    first += ["--suffix", "epoch-1-avg-1"]
+    subprocess.run([*first, "--cuts", str(tiny.valid_cuts)], env=_env(), check=True, capture_output=True)
+    stats = json.loads((exp / "wer-dev-greedy_search_epoch-1-avg-1.json").read_text())
+    assert stats["model"]["epoch"] == 1 and stats["model"]["avg"] == 1
+    assert (exp / "recogs-dev-greedy_search_epoch-1-avg-1.txt").is_file()
+    assert json.loads((exp / "wer-dev-greedy_search.json").read_text())["model"]["epoch"] == 2
+    bad = subprocess.run(
+        [*first[:-1], "../x", "--cuts", str(tiny.valid_cuts)], env=_env(), capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "--suffix '../x'" in bad.stderr
