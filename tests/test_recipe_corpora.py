@@ -22,6 +22,7 @@ from lhotse import CutSet, RecordingSet
 sys.path.insert(0, str(Path(__file__).resolve().parent / "data"))
 
 from fake_corpora import make_librilight_tree, make_librispeech_tree, sentence, write_audio  # noqa: E402
+from tiny_transducer import TINY_MODEL  # noqa: E402
 
 from kd.data.features import FRAME_SHIFT, NUM_MEL_BINS, SAMPLING_RATE  # noqa: E402
 from kd.data.io import cuts_path, manifest_path  # noqa: E402
@@ -32,21 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 LINKED = ("run.sh", "path.sh", "utils", "local", "egs", "kd")
 VOCAB_SIZE = 30  # the fake corpora use 32 words
 
-# A teacher of ~8 k parameters that trains one epoch on a few cuts in well under a second.
+# The tiny teacher, one epoch.
 TINY_TEACHER = {
-    "model": {
-        "encoder": {
-            "subsampling_channels": 4,
-            "num_layers": 1,
-            "d_model": 16,
-            "num_heads": 2,
-            "ffn_dim": 32,
-            "conv_kernel": 3,
-            "dropout": 0.0,
-        },
-        "decoder": {"type": "stateless", "dim": 16, "context_size": 2},
-        "joiner_dim": 16,
-    },
+    "model": TINY_MODEL,
     "data": {"max_duration": 10.0, "num_buckets": 2},
     "optim": {"warmup_batches": 2},
     "loss": {"warm_step": 2},

@@ -14,23 +14,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
 
 from fake_corpora import make_librispeech_tree  # noqa: E402
+from tiny_transducer import TINY_MODEL  # noqa: E402
 
 from kd.targets.compute import CutTargets  # noqa: E402
 from kd.targets.manifest import TargetsManifest  # noqa: E402
-
-TINY_MODEL = {
-    "encoder": {
-        "subsampling_channels": 4,
-        "num_layers": 1,
-        "d_model": 16,
-        "num_heads": 2,
-        "ffn_dim": 32,
-        "conv_kernel": 3,
-        "dropout": 0.0,
-    },
-    "decoder": {"type": "stateless", "dim": 16, "context_size": 2},
-    "joiner_dim": 16,
-}
 
 
 @dataclass
