@@ -71,8 +71,8 @@ class DataConfig:
 
 @contextlib.contextmanager
 def _eager_cuts_intended() -> Iterator[None]:
-    """Silences lhotse's warning that a sampler over an eager CutSet saves no memory: the trainer reads its
-    cuts eagerly on purpose (it counts and filters them first), and these corpora fit in memory."""
+    """Silences lhotse's warning that a sampler over an eager CutSet saves no memory: the callers read their
+    cuts eagerly on purpose (the trainer counts and filters them first), and these corpora fit in memory."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*eagerly read CutSet.*")
         yield
