@@ -14,7 +14,11 @@ import torch
 from lhotse import CutSet, Features, MonoCut, SupervisionSegment
 from lhotse.features.io import NumpyFilesWriter
 
-from kd.config import from_dict, save_yaml
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+
+from tiny_transducer import TINY_MODEL  # noqa: E402
+
+from kd.config import from_dict, save_yaml  # noqa: E402
 from kd.data.tokenizer import Tokenizer, train_bpe
 from kd.decode import greedy_search_batch, streaming_greedy_search
 from kd.decode.latency import (
@@ -34,23 +38,8 @@ from kd.train.config import TrainConfig
 CHUNK = 4  # encoder frames per chunk
 FRAMES = [150, 97, 60, 5]  # feature frames per cut; the last gives no encoder frame
 WORDS = ["AB", "CA", "BC"]
-ENCODER = {
-    "subsampling_channels": 4,
-    "num_layers": 1,
-    "d_model": 16,
-    "num_heads": 2,
-    "ffn_dim": 32,
-    "conv_kernel": 3,
-    "dropout": 0.0,
-}
-SECOND_PASS = {
-    "num_layers": 1,
-    "d_model": 16,
-    "num_heads": 2,
-    "ffn_dim": 32,
-    "conv_kernel": 3,
-    "dropout": 0.0,
-}
+ENCODER = TINY_MODEL["encoder"]
+SECOND_PASS = {k: v for k, v in ENCODER.items() if k != "subsampling_channels"}
 MODELS = {
     "teacher": {"encoder": ENCODER},
     "student_streaming": {"encoder": {**ENCODER, "causal": True, "chunk_size": CHUNK}},
